@@ -1,0 +1,1 @@
+"""The topology helper: one declarative file to VLANs, bridges, Docker networks, firewall, DHCP."""
