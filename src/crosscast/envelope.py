@@ -1,0 +1,321 @@
+"""Mesh wire formats: the SnowSignal envelope and crosscast's own authenticated envelope.
+
+This module owns the bytes that travel between relays over the mesh, and the per-origin
+anti-replay state of the receiving side. It is pure: bytes in, values out; the time is passed in
+as ``now`` (``time.time()`` seconds) and never read here. It opens no sockets, does no logging
+and never looks inside the relayed Ethernet frame (validating that is the caller's job: whatever
+comes from the mesh is untrusted even when its tag is good).
+
+SnowSignal format (SnowSignal 0.1.4.2, for interoperability)::
+
+    b"SS" + the whole Ethernet frame
+
+crosscast format (all integers big-endian; the header is 32 bytes)::
+
+    offset  size  field         meaning
+    ------  ----  ------------  ----------------------------------------------------------------
+         0     2  magic         b"CX"
+         2     1  version       1
+         3     1  flags         bit 0: a tag is present; other bits 0 when sent, ignored on receipt
+         4     1  kind          1 = FRAME (body is an Ethernet frame), 2 = PROBE (body is b"")
+         5     1  hops          relays this datagram has crossed; at most HOP_LIMIT
+         6     2  reserved      0 when sent, ignored on receipt
+         8     8  origin        random u64 naming the relay process that first sent the frame
+        16     8  seq           per-origin sequence number (SequenceCounter)
+        24     8  timestamp_ms  sender's wall clock, milliseconds since the Unix epoch
+        32     n  body          depends on kind
+      32+n    32  tag           HMAC-SHA256(secret, every byte before the tag); only if flags bit 0
+
+Authenticated mode (a shared secret is configured): every datagram must carry a valid tag, its
+timestamp must be within ``max_age`` seconds of ``now`` (either direction, to allow for clock
+skew) and its (origin, seq) must pass an RFC 4303-style sliding anti-replay window. The window
+is updated only after the tag has verified, so a forged datagram can neither be accepted nor
+move the window forward and make later genuine datagrams look old.
+
+Unauthenticated mode (no secret): a datagram with a tag is refused (the two ends are
+misconfigured, and silently accepting it would hide that), and there is NO freshness or replay
+check: without a secret anyone can forge any origin and sequence number, so such a check would
+only give a false sense of safety. Duplicates on an unauthenticated mesh are the job of the
+relay's short duplicate window, not of this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import struct
+from collections import OrderedDict
+from dataclasses import dataclass
+
+SNOWSIGNAL_MAGIC = b"SS"  # SnowSignal 0.1.4.2 udp_relay_transmit.py: b"SS" + packet.raw
+CROSSCAST_MAGIC = b"CX"
+VERSION = 1
+KIND_FRAME = 1  # body = an Ethernet frame to relay
+KIND_PROBE = 2  # body = b"" (segment probe)
+KINDS = frozenset({KIND_FRAME, KIND_PROBE})
+HOP_LIMIT = 4
+TAG_LEN = 32  # HMAC-SHA256 digest size
+FLAG_TAG = 0x01
+
+# magic, version, flags, kind, hops, reserved, origin, seq, timestamp_ms
+_HEADER = struct.Struct("!2sBBBBHQQQ")
+HEADER_LEN = _HEADER.size  # 32, as documented above
+
+_U64_MAX = 2**64 - 1
+
+# Every EnvelopeError.reason, so a caller can pre-register its drop counters.
+ENVELOPE_ERROR_REASONS = (
+    "short",
+    "bad-magic",
+    "bad-version",
+    "bad-kind",
+    "hop-limit",
+    "unauthenticated",
+    "unexpected-tag",
+    "bad-tag",
+    "stale",
+    "replay",
+)
+
+
+class EnvelopeError(ValueError):
+    """A datagram from the mesh that must be dropped; ``reason`` is a short counter label."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def encode_snowsignal(frame: bytes) -> bytes:
+    """Wrap an Ethernet frame the way SnowSignal does."""
+    if not frame:
+        raise ValueError("cannot encode an empty frame")
+    return SNOWSIGNAL_MAGIC + frame
+
+
+def decode_snowsignal(data: bytes) -> bytes:
+    """Return the Ethernet frame inside a SnowSignal datagram (not validated: untrusted)."""
+    if not data.startswith(SNOWSIGNAL_MAGIC):
+        raise EnvelopeError("short" if len(data) < len(SNOWSIGNAL_MAGIC) else "bad-magic")
+    if len(data) == len(SNOWSIGNAL_MAGIC):
+        raise EnvelopeError("short")
+    return data[len(SNOWSIGNAL_MAGIC) :]
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One crosscast mesh datagram, decoded."""
+
+    kind: int
+    origin: int
+    seq: int
+    hops: int
+    timestamp_ms: int
+    body: bytes
+
+
+def random_origin() -> int:
+    """A fresh random u64 origin id; choose one per relay process."""
+    return secrets.randbits(64)
+
+
+class SequenceCounter:
+    """Hands out the sequence numbers of one origin: 0, 1, 2, ...
+
+    A u64 counter at thousands of datagrams a second does not wrap in the life of a process;
+    the origin id changes on every restart, so numbering starts again at 0 safely.
+    """
+
+    __slots__ = ("_next",)
+
+    def __init__(self, start: int = 0) -> None:
+        if not 0 <= start <= _U64_MAX:
+            raise ValueError(f"sequence start {start} is not a u64")
+        self._next = start
+
+    def next(self) -> int:
+        seq = self._next
+        if seq > _U64_MAX:
+            raise OverflowError("sequence numbers exhausted; restart with a new origin")
+        self._next = seq + 1
+        return seq
+
+
+class _ReplayWindow:
+    """RFC 4303 section 3.4.3 sliding window for one origin.
+
+    ``top`` is the highest sequence number accepted; bit i of ``bitmap`` is set when ``top - i``
+    has been accepted.
+    """
+
+    __slots__ = ("bitmap", "last_heard", "top")
+
+    def __init__(self, seq: int, now: float) -> None:
+        self.top = seq
+        self.bitmap = 1
+        self.last_heard = now
+
+    def is_replay(self, seq: int, size: int) -> bool:
+        if seq > self.top:
+            return False
+        offset = self.top - seq
+        return offset >= size or bool((self.bitmap >> offset) & 1)
+
+    def accept(self, seq: int, size: int, now: float) -> None:
+        if seq > self.top:
+            shift = seq - self.top
+            self.bitmap = 1 if shift >= size else ((self.bitmap << shift) | 1) & ((1 << size) - 1)
+            self.top = seq
+        else:
+            self.bitmap |= 1 << (self.top - seq)
+        self.last_heard = now
+
+
+def _tag(secret: bytes, data: bytes) -> bytes:
+    return hmac.new(secret, data, hashlib.sha256).digest()
+
+
+def load_secret(path: str) -> bytes:
+    """Read the mesh secret from a file (typically a Docker secret under /run/secrets).
+
+    One trailing newline is stripped, because editors and ``echo`` add one. OSError propagates
+    so start-up can report the unreadable file.
+    """
+    with open(path, "rb") as f:
+        secret = f.read()
+    if secret.endswith(b"\r\n"):
+        secret = secret[:-2]
+    elif secret.endswith(b"\n"):
+        secret = secret[:-1]
+    if not secret:
+        raise ValueError(f"mesh secret file {path} is empty")
+    return secret
+
+
+class CrosscastCodec:
+    """Encodes and decodes crosscast envelopes; in authenticated mode, also rejects replays.
+
+    One codec serves all peers of a relay: the replay state is kept per origin. An origin's state
+    is kept for ``2 * max_age`` seconds after it was last heard: a datagram stays fresh until its
+    timestamp is ``max_age`` old, and a sender's clock may run up to ``max_age`` ahead, so any
+    datagram the state has accepted is stale before the state is forgotten. At most
+    ``max_origins`` origins are tracked (memory stays bounded); when the table is full of live
+    origins the one heard least recently is forgotten. Only holders of the secret can create
+    origins, so reaching that cap means a peer misbehaves, not an outsider.
+    """
+
+    def __init__(
+        self,
+        secret: bytes | None,
+        *,
+        max_age: float = 30.0,
+        window: int = 1024,
+        max_origins: int = 4096,
+    ) -> None:
+        if secret is not None and not secret:
+            raise ValueError("the mesh secret must not be empty")
+        if max_age <= 0:
+            raise ValueError(f"max_age must be positive, not {max_age}")
+        if window < 1:
+            raise ValueError(
+                f"the replay window must hold at least 1 sequence number, not {window}"
+            )
+        if max_origins < 1:
+            raise ValueError(f"max_origins must be at least 1, not {max_origins}")
+        self._secret = secret
+        self._max_age_ms = max_age * 1000.0
+        self._retention = 2.0 * max_age
+        self._window = window
+        self._max_origins = max_origins
+        # origin -> window, least recently heard first
+        self._origins: OrderedDict[int, _ReplayWindow] = OrderedDict()
+
+    @property
+    def authenticated(self) -> bool:
+        return self._secret is not None
+
+    @property
+    def tracked_origins(self) -> int:
+        """How many origins the replay table holds now (for tests and metrics)."""
+        return len(self._origins)
+
+    def encode(self, env: Envelope) -> bytes:
+        if env.kind not in KINDS:
+            raise ValueError(f"unknown envelope kind {env.kind}")
+        if not 0 <= env.hops <= HOP_LIMIT:
+            raise ValueError(f"hop count {env.hops} is outside 0..{HOP_LIMIT}")
+        for name in ("origin", "seq", "timestamp_ms"):
+            value = getattr(env, name)
+            if not 0 <= value <= _U64_MAX:
+                raise ValueError(f"envelope {name} {value} is not a u64")
+        flags = FLAG_TAG if self._secret is not None else 0
+        header = _HEADER.pack(
+            CROSSCAST_MAGIC,
+            VERSION,
+            flags,
+            env.kind,
+            env.hops,
+            0,
+            env.origin,
+            env.seq,
+            env.timestamp_ms,
+        )
+        data = header + env.body
+        if self._secret is not None:
+            data += _tag(self._secret, data)
+        return data
+
+    def decode(self, data: bytes, now: float) -> Envelope:
+        """Decode one datagram received at ``now``; raise EnvelopeError to drop it."""
+        if len(data) < HEADER_LEN:
+            raise EnvelopeError("short")
+        magic, version, flags, kind, hops, _reserved, origin, seq, timestamp_ms = (
+            _HEADER.unpack_from(data)
+        )
+        if magic != CROSSCAST_MAGIC:
+            raise EnvelopeError("bad-magic")
+        if version != VERSION:
+            raise EnvelopeError("bad-version")
+        if kind not in KINDS:
+            raise EnvelopeError("bad-kind")
+        if hops > HOP_LIMIT:
+            raise EnvelopeError("hop-limit")
+        has_tag = bool(flags & FLAG_TAG)
+        if self._secret is None:
+            if has_tag:
+                raise EnvelopeError("unexpected-tag")
+            return Envelope(kind, origin, seq, hops, timestamp_ms, bytes(data[HEADER_LEN:]))
+        if not has_tag:
+            raise EnvelopeError("unauthenticated")
+        if len(data) < HEADER_LEN + TAG_LEN:
+            raise EnvelopeError("short")
+        signed, tag = data[:-TAG_LEN], data[-TAG_LEN:]
+        if not hmac.compare_digest(_tag(self._secret, signed), tag):
+            raise EnvelopeError("bad-tag")
+        # From here on the datagram is genuine; only its freshness is in question.
+        if abs(now * 1000.0 - timestamp_ms) > self._max_age_ms:
+            raise EnvelopeError("stale")
+        self._check_and_record(origin, seq, now)
+        return Envelope(kind, origin, seq, hops, timestamp_ms, bytes(signed[HEADER_LEN:]))
+
+    def _check_and_record(self, origin: int, seq: int, now: float) -> None:
+        self._evict_expired(now)
+        state = self._origins.get(origin)
+        if state is None:
+            while len(self._origins) >= self._max_origins:
+                self._origins.popitem(last=False)
+            self._origins[origin] = _ReplayWindow(seq, now)
+            return
+        if state.is_replay(seq, self._window):
+            raise EnvelopeError("replay")
+        state.accept(seq, self._window, now)
+        self._origins.move_to_end(origin)
+
+    def _evict_expired(self, now: float) -> None:
+        # Least recently heard first, so stop at the first origin still within retention.
+        while self._origins:
+            oldest = next(iter(self._origins.values()))
+            if now - oldest.last_heard <= self._retention:
+                return
+            self._origins.popitem(last=False)
