@@ -1,0 +1,381 @@
+"""Unit tests of the mesh wire formats (crosscast.envelope): pure, no sockets, time passed in."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+
+from crosscast.envelope import (
+    CROSSCAST_MAGIC,
+    ENVELOPE_ERROR_REASONS,
+    HEADER_LEN,
+    HOP_LIMIT,
+    KIND_FRAME,
+    KIND_PROBE,
+    TAG_LEN,
+    CrosscastCodec,
+    Envelope,
+    EnvelopeError,
+    SequenceCounter,
+    decode_snowsignal,
+    encode_snowsignal,
+    load_secret,
+)
+
+SECRET = b"correct horse battery staple"
+NOW = 1_700_000_000.0  # seconds; every test passes time in explicitly
+NOW_MS = int(NOW * 1000)
+ORIGIN = 0x0123_4567_89AB_CDEF
+
+
+def make_frame() -> bytes:
+    return bytes(
+        Ether(src="02:00:00:00:00:01", dst="ff:ff:ff:ff:ff:ff")
+        / IP(src="10.0.1.5", dst="10.0.1.255")
+        / UDP(sport=40000, dport=5076)
+        / b"search"
+    )
+
+
+def envelope(seq: int = 0, *, origin: int = ORIGIN, timestamp_ms: int = NOW_MS) -> Envelope:
+    return Envelope(
+        kind=KIND_FRAME,
+        origin=origin,
+        seq=seq,
+        hops=0,
+        timestamp_ms=timestamp_ms,
+        body=make_frame(),
+    )
+
+
+def reason_of(codec: CrosscastCodec, data: bytes, now: float = NOW) -> str:
+    with pytest.raises(EnvelopeError) as excinfo:
+        codec.decode(data, now)
+    return excinfo.value.reason
+
+
+def header(**fields: int) -> bytes:
+    """A raw header with defaults that decode, and any field overridden."""
+    values = {
+        "version": 1,
+        "flags": 0,
+        "kind": KIND_FRAME,
+        "hops": 0,
+        "reserved": 0,
+        "origin": ORIGIN,
+        "seq": 0,
+        "timestamp_ms": NOW_MS,
+    } | fields
+    return struct.pack(
+        "!2sBBBBHQQQ",
+        CROSSCAST_MAGIC,
+        values["version"],
+        values["flags"],
+        values["kind"],
+        values["hops"],
+        values["reserved"],
+        values["origin"],
+        values["seq"],
+        values["timestamp_ms"],
+    )
+
+
+# --- round trips -------------------------------------------------------------------------------
+
+
+def test_round_trip_without_secret() -> None:
+    codec = CrosscastCodec(None)
+    env = envelope(seq=7)
+    assert codec.decode(codec.encode(env), NOW) == env
+
+
+def test_round_trip_with_secret() -> None:
+    codec = CrosscastCodec(SECRET)
+    env = envelope(seq=7)
+    assert codec.decode(codec.encode(env), NOW) == env
+
+
+def test_round_trip_of_a_probe_with_an_empty_body() -> None:
+    codec = CrosscastCodec(SECRET)
+    env = Envelope(KIND_PROBE, ORIGIN, 1, 0, NOW_MS, b"")
+    assert codec.decode(codec.encode(env), NOW) == env
+
+
+def test_header_is_32_bytes_and_tag_is_appended_only_with_a_secret() -> None:
+    env = envelope()
+    assert HEADER_LEN == 32
+    assert len(CrosscastCodec(None).encode(env)) == HEADER_LEN + len(env.body)
+    assert len(CrosscastCodec(SECRET).encode(env)) == HEADER_LEN + len(env.body) + TAG_LEN
+
+
+def test_encoded_header_matches_the_documented_layout() -> None:
+    env = Envelope(KIND_FRAME, origin=ORIGIN, seq=9, hops=2, timestamp_ms=NOW_MS, body=b"x")
+    data = CrosscastCodec(None).encode(env)
+    assert data == header(seq=9, hops=2) + b"x"
+
+
+def test_authenticated_property_follows_the_secret() -> None:
+    assert CrosscastCodec(SECRET).authenticated
+    assert not CrosscastCodec(None).authenticated
+
+
+def test_sequence_counter_counts_up_from_zero() -> None:
+    counter = SequenceCounter()
+    assert [counter.next() for _ in range(3)] == [0, 1, 2]
+
+
+# --- every EnvelopeError reason ----------------------------------------------------------------
+
+
+def test_every_documented_reason_is_listed() -> None:
+    assert set(ENVELOPE_ERROR_REASONS) == {
+        "short",
+        "bad-magic",
+        "bad-version",
+        "bad-kind",
+        "hop-limit",
+        "unauthenticated",
+        "unexpected-tag",
+        "bad-tag",
+        "stale",
+        "replay",
+    }
+
+
+def test_datagram_shorter_than_the_header_is_short() -> None:
+    assert reason_of(CrosscastCodec(None), header()[:-1]) == "short"
+
+
+def test_tagged_datagram_shorter_than_header_and_tag_is_short() -> None:
+    data = header(flags=1) + b"\x00" * (TAG_LEN - 1)
+    assert reason_of(CrosscastCodec(SECRET), data) == "short"
+
+
+def test_snowsignal_datagram_is_bad_magic_for_the_crosscast_codec() -> None:
+    data = encode_snowsignal(make_frame())
+    assert reason_of(CrosscastCodec(None), data) == "bad-magic"
+
+
+def test_unknown_version_is_bad_version() -> None:
+    assert reason_of(CrosscastCodec(None), header(version=2)) == "bad-version"
+
+
+def test_unknown_kind_is_bad_kind() -> None:
+    assert reason_of(CrosscastCodec(None), header(kind=3)) == "bad-kind"
+
+
+def test_hops_above_the_limit_is_hop_limit() -> None:
+    assert reason_of(CrosscastCodec(None), header(hops=HOP_LIMIT + 1)) == "hop-limit"
+
+
+def test_hops_at_the_limit_is_accepted() -> None:
+    assert CrosscastCodec(None).decode(header(hops=HOP_LIMIT), NOW).hops == HOP_LIMIT
+
+
+def test_untagged_datagram_is_unauthenticated_when_a_secret_is_set() -> None:
+    data = CrosscastCodec(None).encode(envelope())
+    assert reason_of(CrosscastCodec(SECRET), data) == "unauthenticated"
+
+
+def test_tagged_datagram_is_unexpected_tag_when_no_secret_is_set() -> None:
+    data = CrosscastCodec(SECRET).encode(envelope())
+    assert reason_of(CrosscastCodec(None), data) == "unexpected-tag"
+
+
+def test_tag_made_with_another_secret_is_bad_tag() -> None:
+    data = CrosscastCodec(b"another secret").encode(envelope())
+    assert reason_of(CrosscastCodec(SECRET), data) == "bad-tag"
+
+
+def test_flipped_bit_anywhere_is_rejected() -> None:
+    data = CrosscastCodec(SECRET).encode(envelope())
+    # Bytes 0-5 are checked before the tag (magic, version, flags, kind, hops) and may fail
+    # with their own reason; whatever the reason, no flipped datagram may decode.
+    reasons = set()
+    for bit in range(len(data) * 8):
+        flipped = bytearray(data)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        reasons.add(reason_of(CrosscastCodec(SECRET), bytes(flipped)))
+    assert "bad-tag" in reasons
+    assert reasons <= {
+        "bad-magic",
+        "bad-version",
+        "bad-kind",
+        "hop-limit",
+        "bad-tag",
+        "unauthenticated",
+    }
+
+
+def test_flipped_bit_after_the_checked_header_fields_is_bad_tag() -> None:
+    data = CrosscastCodec(SECRET).encode(envelope())
+    for index in range(6, len(data)):
+        for bit in range(8):
+            flipped = bytearray(data)
+            flipped[index] ^= 1 << bit
+            assert reason_of(CrosscastCodec(SECRET), bytes(flipped)) == "bad-tag", (index, bit)
+
+
+def test_timestamp_older_than_max_age_is_stale() -> None:
+    codec = CrosscastCodec(SECRET, max_age=30.0)
+    data = codec.encode(envelope(timestamp_ms=NOW_MS - 30_001))
+    assert reason_of(codec, data) == "stale"
+
+
+def test_timestamp_further_ahead_than_max_age_is_stale() -> None:
+    codec = CrosscastCodec(SECRET, max_age=30.0)
+    data = codec.encode(envelope(timestamp_ms=NOW_MS + 30_001))
+    assert reason_of(codec, data) == "stale"
+
+
+def test_timestamp_exactly_max_age_old_is_accepted() -> None:
+    codec = CrosscastCodec(SECRET, max_age=30.0)
+    codec.decode(codec.encode(envelope(timestamp_ms=NOW_MS - 30_000)), NOW)
+
+
+def test_unauthenticated_mode_does_no_freshness_check() -> None:
+    codec = CrosscastCodec(None)
+    env = envelope(timestamp_ms=0)
+    assert codec.decode(codec.encode(env), NOW) == env
+
+
+# --- anti-replay window ------------------------------------------------------------------------
+
+
+def test_same_datagram_twice_is_replay() -> None:
+    codec = CrosscastCodec(SECRET)
+    data = codec.encode(envelope(seq=5))
+    codec.decode(data, NOW)
+    assert reason_of(codec, data) == "replay"
+
+
+def test_out_of_order_within_the_window_is_accepted() -> None:
+    codec = CrosscastCodec(SECRET, window=64)
+    for seq in (10, 12, 11, 1, 0):  # 0 is 12 - 12: inside a 64-wide window
+        assert codec.decode(codec.encode(envelope(seq)), NOW).seq == seq
+
+
+def test_replay_of_an_out_of_order_seq_is_rejected() -> None:
+    codec = CrosscastCodec(SECRET, window=64)
+    for seq in (10, 12, 11):
+        codec.decode(codec.encode(envelope(seq)), NOW)
+    assert reason_of(codec, codec.encode(envelope(11))) == "replay"
+
+
+def test_seq_older_than_the_window_is_replay() -> None:
+    codec = CrosscastCodec(SECRET, window=64)
+    codec.decode(codec.encode(envelope(100)), NOW)
+    assert reason_of(codec, codec.encode(envelope(100 - 64))) == "replay"
+
+
+def test_oldest_seq_inside_the_window_is_accepted() -> None:
+    codec = CrosscastCodec(SECRET, window=64)
+    codec.decode(codec.encode(envelope(100)), NOW)
+    codec.decode(codec.encode(envelope(100 - 63)), NOW)
+
+
+def test_window_slides_past_a_big_jump() -> None:
+    codec = CrosscastCodec(SECRET, window=64)
+    codec.decode(codec.encode(envelope(1)), NOW)
+    codec.decode(codec.encode(envelope(1000)), NOW)
+    assert reason_of(codec, codec.encode(envelope(2))) == "replay"
+    codec.decode(codec.encode(envelope(999)), NOW)
+
+
+def test_replay_windows_are_per_origin() -> None:
+    codec = CrosscastCodec(SECRET)
+    codec.decode(codec.encode(envelope(5, origin=1)), NOW)
+    codec.decode(codec.encode(envelope(5, origin=2)), NOW)
+
+
+def test_forged_huge_seq_does_not_advance_the_window() -> None:
+    codec = CrosscastCodec(SECRET, window=64)
+    codec.decode(codec.encode(envelope(10)), NOW)
+    forged = CrosscastCodec(b"attacker").encode(envelope(2**64 - 1))
+    assert reason_of(codec, forged) == "bad-tag"
+    # Had the forgery moved the window, seq 11 would now be far too old.
+    assert codec.decode(codec.encode(envelope(11)), NOW).seq == 11
+
+
+def test_stale_datagram_does_not_advance_the_window() -> None:
+    codec = CrosscastCodec(SECRET, window=64)
+    codec.decode(codec.encode(envelope(10)), NOW)
+    stale = codec.encode(envelope(10_000, timestamp_ms=NOW_MS - 60_000))
+    assert reason_of(codec, stale) == "stale"
+    assert codec.decode(codec.encode(envelope(11)), NOW).seq == 11
+
+
+def test_unauthenticated_mode_does_no_replay_check() -> None:
+    codec = CrosscastCodec(None)
+    data = codec.encode(envelope(5))
+    codec.decode(data, NOW)
+    assert codec.decode(data, NOW).seq == 5
+
+
+def test_origin_table_is_bounded() -> None:
+    codec = CrosscastCodec(SECRET, max_origins=16)
+    for origin in range(100):
+        codec.decode(codec.encode(envelope(0, origin=origin)), NOW)
+    assert codec.tracked_origins == 16
+
+
+def test_origin_state_is_kept_while_its_datagrams_can_still_be_fresh() -> None:
+    codec = CrosscastCodec(SECRET, max_age=30.0)
+    # Sender's clock 30 s ahead: this datagram stays fresh until NOW + 60 s.
+    data = codec.encode(envelope(5, timestamp_ms=NOW_MS + 30_000))
+    codec.decode(data, NOW)
+    codec.decode(codec.encode(envelope(0, origin=99, timestamp_ms=NOW_MS + 59_000)), NOW + 59.0)
+    assert reason_of(codec, data, now=NOW + 59.0) == "replay"
+
+
+def test_origins_not_heard_for_twice_max_age_are_evicted() -> None:
+    codec = CrosscastCodec(SECRET, max_age=30.0)
+    codec.decode(codec.encode(envelope(0, origin=1)), NOW)
+    later = NOW + 61.0
+    codec.decode(codec.encode(envelope(0, origin=2, timestamp_ms=int(later * 1000))), later)
+    assert codec.tracked_origins == 1
+
+
+# --- SnowSignal --------------------------------------------------------------------------------
+
+
+def test_snowsignal_round_trip_with_a_frame() -> None:
+    frame = make_frame()
+    data = encode_snowsignal(frame)
+    assert data[:2] == b"SS"
+    assert decode_snowsignal(data) == frame
+
+
+def test_snowsignal_without_magic_is_bad_magic() -> None:
+    with pytest.raises(EnvelopeError, match="bad-magic"):
+        decode_snowsignal(b"CX" + make_frame())
+
+
+def test_snowsignal_magic_alone_is_short() -> None:
+    with pytest.raises(EnvelopeError, match="short"):
+        decode_snowsignal(b"SS")
+
+
+# --- secrets -----------------------------------------------------------------------------------
+
+
+def test_load_secret_strips_one_trailing_newline(tmp_path: Path) -> None:
+    path = tmp_path / "mesh_secret"
+    path.write_bytes(b"s3cret\n\n")
+    assert load_secret(str(path)) == b"s3cret\n"
+
+
+def test_load_secret_of_an_empty_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "mesh_secret"
+    path.write_bytes(b"\n")
+    with pytest.raises(ValueError, match="is empty"):
+        load_secret(str(path))
+
+
+def test_load_secret_of_a_missing_file_raises_oserror(tmp_path: Path) -> None:
+    with pytest.raises(OSError, match="No such file"):
+        load_secret(str(tmp_path / "missing"))
