@@ -1,0 +1,845 @@
+"""Forwarding rules: what may cross, from which ingress, to which egress.
+
+Owns the rule model (frozen dataclasses), its two syntaxes (the one-line form used by `--rule`
+and the RULES env var, and the YAML rule file), validation, the match index used on the hot path
+and the rule-table printout. Nothing crosses without a rule, and a rule is one-way.
+
+Pure: no sockets, no interface look-ups, no environment. Callers pass in the interfaces that
+exist and the mesh port; this module never asks the system.
+
+The parsers reject every problem that lies within one rule (so a parsed rule is always
+well-formed); `validate_rules` repeats those checks for rules built in code and adds the ones
+that need the whole set or the host (duplicate names, missing interfaces, the mesh port).
+"""
+
+from __future__ import annotations
+
+import bisect
+import difflib
+import ipaddress
+import itertools
+import re
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+
+import yaml
+
+MESH = "mesh"
+
+PORT_MIN = 1
+PORT_MAX = 65535
+MULTICAST_NET = (0xE0000000, 4)  # 224.0.0.0/4, RFC 5771
+# 224.0.0.0/24 is the Local Network Control Block (RFC 5771 section 4): "not forwarded by
+# routers". Relaying it (all-hosts, all-routers, mDNS, RIP, ...) would break the isolation that
+# VLANs promise, so validation rejects such groups.
+LOCAL_CONTROL_NET = (0xE0000000, 24)
+IFNAMSIZ = 16  # linux/if.h, counting the terminating NUL
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_IFACE_RE = re.compile(rf"[^/:,\s]{{1,{IFNAMSIZ - 1}}}")
+_PORT_RE = re.compile(r"(\d+)(?:-(\d+))?")
+
+# One-line keywords; the plural spellings are accepted because people type them.
+_KEYWORDS = {
+    "from": "from",
+    "to": "to",
+    "port": "port",
+    "ports": "port",
+    "group": "group",
+    "groups": "group",
+    "broadcast": "broadcast",
+    "allow": "allow",
+    "deny": "deny",
+}
+_KEYWORD_LIST = "from, to, port, group, broadcast, allow, deny"
+_YAML_KEYS = ("name", "from", "to", "ports", "broadcast", "groups", "allow", "deny")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class PortRange:
+    """UDP destination ports `first`..`last`, inclusive."""
+
+    first: int
+    last: int
+
+    def __post_init__(self) -> None:
+        if not PORT_MIN <= self.first <= self.last <= PORT_MAX:
+            raise ValueError(f"bad port range {self.first}-{self.last}")
+
+    def __contains__(self, port: object) -> bool:
+        return isinstance(port, int) and self.first <= port <= self.last
+
+    def __str__(self) -> str:
+        return str(self.first) if self.first == self.last else f"{self.first}-{self.last}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One one-way forwarding rule. Build with the parsers, or check with `validate_rules`."""
+
+    name: str
+    ingress: str
+    egress: tuple[str, ...]
+    ports: tuple[PortRange, ...]
+    broadcast: bool
+    groups: tuple[int, ...]
+    allow: tuple[tuple[int, int], ...] = ()
+    deny: tuple[tuple[int, int], ...] = ()
+    origin: str = ""
+
+    def admits_source(self, src_ip: int) -> bool:
+        """Deny wins over allow; an empty allow list admits any source."""
+        for net in self.deny:
+            if _in_cidr(src_ip, net):
+                return False
+        if not self.allow:
+            return True
+        return any(_in_cidr(src_ip, net) for net in self.allow)
+
+
+class RuleError(ValueError):
+    """A local mistake in the rules. `str()` is one line, prefixed with where it came from."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problems: list[str] = [problem]
+
+
+class RuleErrors(RuleError):
+    """Several problems at once; `str()` gives one problem per line."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        ValueError.__init__(self, "\n".join(problems))
+        self.problems = list(problems)
+
+
+def _raise_if(problems: Sequence[str]) -> None:
+    if len(problems) == 1:
+        raise RuleError(problems[0])
+    if problems:
+        raise RuleErrors(problems)
+
+
+# --- small value helpers ----------------------------------------------------------------------
+
+
+class _Problem(Exception):
+    """A message about one value, raised by the item parsers and prefixed by their caller."""
+
+
+def _in_cidr(ip: int, net: tuple[int, int]) -> bool:
+    return (ip ^ net[0]) >> (32 - net[1]) == 0
+
+
+def ip_to_str(ip: int) -> str:
+    return str(ipaddress.IPv4Address(ip))
+
+
+def _cidr_to_str(net: tuple[int, int]) -> str:
+    return f"{ip_to_str(net[0])}/{net[1]}"
+
+
+def _coalesce(ranges: Iterable[PortRange]) -> tuple[PortRange, ...]:
+    """Sorted, with overlapping and adjacent ranges merged."""
+    merged: list[PortRange] = []
+    for r in sorted(ranges):
+        if merged and r.first <= merged[-1].last + 1:
+            if r.last > merged[-1].last:
+                merged[-1] = PortRange(merged[-1].first, r.last)
+        else:
+            merged.append(r)
+    return tuple(merged)
+
+
+def _parse_port_item(item: object) -> PortRange:
+    if isinstance(item, bool) or not isinstance(item, int | str):
+        raise _Problem(f"{item!r} is not a port or port range")
+    text = str(item).strip()
+    m = _PORT_RE.fullmatch(text)
+    if m is None:
+        raise _Problem(f"'{text}' is not a port or port range (use 5076 or 5000-5010)")
+    first = int(m.group(1))
+    last = first if m.group(2) is None else int(m.group(2))
+    for port in (first, last):
+        if not PORT_MIN <= port <= PORT_MAX:
+            raise _Problem(f"port {port} is out of range {PORT_MIN}-{PORT_MAX}")
+    if first > last:
+        raise _Problem(f"port range {first}-{last} runs backwards (did you mean {last}-{first}?)")
+    return PortRange(first, last)
+
+
+def _parse_iface_item(item: object) -> str:
+    if not isinstance(item, str):
+        raise _Problem(f"{item!r} is not an interface name")
+    if not _IFACE_RE.fullmatch(item) or item in (".", ".."):
+        raise _Problem(
+            f"'{item}' is not an interface name (at most {IFNAMSIZ - 1} characters, no '/' ':' ',')"
+        )
+    return item
+
+
+def _parse_group_item(item: object) -> int:
+    if not isinstance(item, str):
+        raise _Problem(f"group {item!r} is not an IPv4 address")
+    try:
+        return int(ipaddress.IPv4Address(item.strip()))
+    except ValueError:
+        raise _Problem(f"group '{item}' is not an IPv4 address") from None
+
+
+def _parse_cidr_item(item: object, key: str) -> tuple[int, int]:
+    if not isinstance(item, str):
+        raise _Problem(f"{key} {item!r} is not an IPv4 address or CIDR")
+    text = item.strip()
+    try:
+        net = ipaddress.IPv4Network(text, strict=True)
+    except ValueError as e:
+        if "host bits set" in str(e):
+            loose = ipaddress.IPv4Network(text, strict=False)
+            raise _Problem(f"{key} {text} has host bits set (did you mean {loose}?)") from None
+        raise _Problem(f"{key} '{text}' is not an IPv4 address or CIDR") from None
+    return int(net.network_address), net.prefixlen
+
+
+def _check_name(name: str) -> None:
+    if not _NAME_RE.fullmatch(name):
+        raise _Problem(
+            f"'{name}' is not a valid rule name (letters, digits, '_', '.', '-'; at most 64)"
+        )
+    if name in _KEYWORDS:
+        raise _Problem(f"'{name}' is a keyword and cannot be a rule name")
+
+
+def _where(origin: str, name: str | None) -> str:
+    parts = [p for p in (origin, f"rule '{name}'" if name else "") if p]
+    return ": ".join(parts) + ": " if parts else ""
+
+
+# --- checks on one rule -----------------------------------------------------------------------
+
+
+def _rule_problems(rule: Rule) -> list[tuple[str | None, str]]:
+    """Problems within one rule, as (key it concerns or None, message without prefix)."""
+    out: list[tuple[str | None, str]] = []
+    try:
+        _check_name(rule.name)
+    except _Problem as e:
+        out.append(("name", str(e)))
+    if not rule.ingress:
+        out.append(("from", "has no ingress ('from')"))
+    if not rule.egress:
+        out.append(("to", "has no egress ('to' is empty)"))
+    if rule.ingress == MESH and MESH in rule.egress:
+        out.append(("to", "forwards from mesh to mesh, which would bounce frames between relays"))
+    elif rule.ingress and rule.ingress in rule.egress:
+        out.append(("to", f"forwards back to its own ingress '{rule.ingress}'"))
+    seen: set[str] = set()
+    for name in rule.egress:
+        if name in seen:
+            out.append(("to", f"'{name}' is listed twice in 'to'"))
+        seen.add(name)
+    if not rule.ports:
+        out.append(("ports", "has no ports"))
+    if not rule.broadcast and not rule.groups:
+        out.append(("broadcast", "matches nothing: broadcast is off and no groups are given"))
+    for group in rule.groups:
+        if not _in_cidr(group, MULTICAST_NET):
+            out.append(("groups", f"group {ip_to_str(group)} is not multicast (224.0.0.0/4)"))
+        elif _in_cidr(group, LOCAL_CONTROL_NET):
+            out.append(
+                (
+                    "groups",
+                    f"group {ip_to_str(group)} is in the local network control block "
+                    "224.0.0.0/24, which is never relayed (RFC 5771)",
+                )
+            )
+    for key, nets in (("allow", rule.allow), ("deny", rule.deny)):
+        for net, plen in nets:
+            if not 0 <= plen <= 32 or not 0 <= net <= 0xFFFFFFFF or not _in_cidr(net, (net, plen)):
+                out.append((key, f"{key} ({net}, {plen}) is not a CIDR"))
+            elif net & ((1 << (32 - plen)) - 1):
+                out.append((key, f"{key} {_cidr_to_str((net, plen))} has host bits set"))
+    return out
+
+
+def validate_rules(
+    rules: Sequence[Rule], *, interfaces: Collection[str] | None, mesh_port: int | None
+) -> list[str]:
+    """One line per problem, each prefixed with the rule's origin; empty when all is well.
+
+    `interfaces`: the names that exist on this host (None: do not check). `mesh_port`: the
+    mesh's UDP port (None: no mesh), which a rule touching the mesh must not relay, or the
+    relay would capture its own mesh traffic.
+    """
+    problems: list[str] = []
+    first_by_name: dict[str, Rule] = {}
+    for rule in rules:
+        where = _where(rule.origin, rule.name)
+        if rule.name in first_by_name:
+            other = first_by_name[rule.name].origin or "an earlier rule"
+            problems.append(f"{where}duplicate name (also defined at {other})")
+        else:
+            first_by_name[rule.name] = rule
+        problems.extend(where + message for _, message in _rule_problems(rule))
+        touches_mesh = rule.ingress == MESH or MESH in rule.egress
+        if mesh_port is not None and touches_mesh:
+            for r in rule.ports:
+                if mesh_port in r:
+                    what = f"port {r}" if r.first == r.last else f"ports {r} include"
+                    problems.append(
+                        f"{where}{what} the mesh port {mesh_port}; a rule that touches the mesh "
+                        "cannot relay it"
+                    )
+        if interfaces is not None:
+            for name in dict.fromkeys((rule.ingress, *rule.egress)):
+                if name and name != MESH and name not in interfaces:
+                    have = ", ".join(sorted(interfaces)) or "none"
+                    problems.append(f"{where}interface '{name}' does not exist (have: {have})")
+    return problems
+
+
+# --- one-line syntax --------------------------------------------------------------------------
+
+
+def _parse_line(text: str, origin: str, problems: list[str]) -> Rule | None:
+    # "to eth2, eth3" and "to eth2 ,eth3" mean "to eth2,eth3".
+    words = re.sub(r"\s*,\s*", ",", text.strip()).split()
+    if not words:
+        problems.append(f"{_where(origin, None)}empty rule")
+        return None
+    name = words[0]
+    if name in _KEYWORDS:
+        problems.append(f"{_where(origin, None)}rule has no name: start with NAME, before '{name}'")
+        return None
+    where = _where(origin, name)
+    try:
+        _check_name(name)
+    except _Problem as e:
+        problems.append(f"{_where(origin, None)}{e}")
+        return None
+
+    ingress: str | None = None
+    egress: list[str] = []
+    ports: list[PortRange] = []
+    groups: list[int] = []
+    allow: list[tuple[int, int]] = []
+    deny: list[tuple[int, int]] = []
+    broadcast_word = False
+    seen: set[str] = set()
+    before = len(problems)
+    i = 1
+    while i < len(words):
+        word = words[i]
+        kw = _KEYWORDS.get(word)
+        i += 1
+        if kw is None:
+            problems.append(f"{where}unexpected word '{word}' (expected one of: {_KEYWORD_LIST})")
+            continue
+        if kw in seen:
+            problems.append(f"{where}'{word}' is given twice")
+        seen.add(kw)
+        if kw == "broadcast":
+            broadcast_word = True
+            continue
+        if i >= len(words) or words[i] in _KEYWORDS:
+            got = f", got '{words[i]}'" if i < len(words) else ""
+            problems.append(f"{where}'{word}' needs a value{got}")
+            continue
+        value = words[i]
+        i += 1
+        for item in value.split(","):
+            try:
+                if item == "":
+                    raise _Problem(f"empty item in '{word} {value}'")
+                if kw == "from":
+                    if "," in value:
+                        raise _Problem(f"'from {value}': a rule has exactly one ingress")
+                    ingress = _parse_iface_item(item)
+                    break
+                if kw == "to":
+                    egress.append(_parse_iface_item(item))
+                elif kw == "port":
+                    ports.append(_parse_port_item(item))
+                elif kw == "group":
+                    groups.append(_parse_group_item(item))
+                elif kw == "allow":
+                    allow.append(_parse_cidr_item(item, "allow"))
+                else:
+                    deny.append(_parse_cidr_item(item, "deny"))
+            except _Problem as e:
+                problems.append(f"{where}{e}")
+    if ingress is None and "from" not in seen:
+        problems.append(f"{where}missing 'from IFACE'")
+    if "to" not in seen:
+        problems.append(f"{where}missing 'to IFACE[,IFACE...]'")
+    if "port" not in seen:
+        problems.append(f"{where}missing 'port P[,LO-HI...]'")
+    if len(problems) > before:
+        return None
+    rule = _make_rule(
+        name, ingress or "", egress, ports, groups, broadcast_word or None, allow, deny, origin
+    )
+    problems.extend(where + message for _, message in _rule_problems(rule))
+    return rule if len(problems) == before else None
+
+
+def _make_rule(
+    name: str,
+    ingress: str,
+    egress: Sequence[str],
+    ports: Iterable[PortRange],
+    groups: Iterable[int],
+    broadcast: bool | None,
+    allow: Iterable[tuple[int, int]],
+    deny: Iterable[tuple[int, int]],
+    origin: str,
+) -> Rule:
+    """Canonical form: ports sorted and merged, groups and CIDRs sorted without repeats.
+
+    `broadcast` None means the default: on without groups, off with them.
+    """
+    group_t = tuple(sorted(set(groups)))
+    if broadcast is None:
+        broadcast = not group_t
+    return Rule(
+        name=name,
+        ingress=ingress,
+        egress=tuple(egress),
+        ports=_coalesce(ports),
+        broadcast=bool(broadcast),
+        groups=group_t,
+        allow=tuple(sorted(set(allow))),
+        deny=tuple(sorted(set(deny))),
+        origin=origin,
+    )
+
+
+def parse_rule_text(text: str, origin: str) -> Rule:
+    """Parse `NAME from IFACE to IFACE[,IFACE...] port P[,LO-HI...] [group G[,G...]]
+    [broadcast] [allow CIDR[,...]] [deny CIDR[,...]]` (keywords in any order after NAME).
+
+    Broadcast is on when no group is given; with groups, only if the `broadcast` word is there.
+    """
+    problems: list[str] = []
+    rule = _parse_line(text, origin, problems)
+    _raise_if(problems)
+    if rule is None:  # cannot happen: no problems means a rule
+        raise RuleError(f"{origin}: not a rule")
+    return rule
+
+
+def parse_rules_text(text: str, origin: str) -> tuple[Rule, ...]:
+    """Several one-line rules separated by ';' or newlines (the RULES env var).
+
+    Blank parts and lines starting with '#' are skipped. Each rule's origin is
+    `"<origin> #<n>"`, counting rules from 1. All problems are collected.
+    """
+    problems: list[str] = []
+    rules: list[Rule] = []
+    parts = [p.strip() for p in re.split(r"[;\n]", text)]
+    for n, part in enumerate((p for p in parts if p and not p.startswith("#")), start=1):
+        rule = _parse_line(part, f"{origin} #{n}", problems)
+        if rule is not None:
+            rules.append(rule)
+    _raise_if(problems)
+    return tuple(rules)
+
+
+# --- YAML file --------------------------------------------------------------------------------
+
+
+def _line(node: yaml.Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+def load_rules_yaml(text: str, filename: str) -> tuple[Rule, ...]:
+    """Load a `rules:` file. Every problem is reported as `filename:LINE: ...`, all at once."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        raise RuleError(_yaml_error_line(e, filename)) from None
+    if root is None:
+        raise RuleError(f"{filename}:1: empty file; expected a 'rules:' list")
+    if not isinstance(root, yaml.MappingNode):
+        raise RuleError(f"{filename}:{_line(root)}: expected a mapping with a 'rules:' list")
+
+    constructor = yaml.SafeLoader("")
+    try:
+        return _load_root(root, filename, constructor)
+    finally:
+        constructor.dispose()
+
+
+def _yaml_error_line(e: yaml.YAMLError, filename: str) -> str:
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    line = mark.line + 1 if mark is not None else 1
+    problem = getattr(e, "problem", None) or str(e)
+    context = getattr(e, "context", None)
+    message = f"{context}, {problem}" if context else str(problem)
+    return f"{filename}:{line}: not valid YAML: {' '.join(message.split())}"
+
+
+def _load_root(root: yaml.MappingNode, filename: str, loader: yaml.SafeLoader) -> tuple[Rule, ...]:
+    problems: list[str] = []
+    rules_node: yaml.Node | None = None
+    for key_node, value_node in root.value:
+        key = _construct(loader, key_node, filename, problems)
+        if key == "rules":
+            if rules_node is not None:
+                problems.append(f"{filename}:{_line(key_node)}: 'rules' is given twice")
+            rules_node = value_node
+        else:
+            problems.append(
+                f"{filename}:{_line(key_node)}: unknown top-level key {key!r} (expected 'rules')"
+            )
+    rules: list[Rule] = []
+    if rules_node is None:
+        problems.append(f"{filename}:{_line(root)}: no 'rules:' list")
+    elif isinstance(rules_node, yaml.SequenceNode):
+        for item in rules_node.value:
+            rule = _load_rule(item, filename, loader, problems)
+            if rule is not None:
+                rules.append(rule)
+    elif not (isinstance(rules_node, yaml.ScalarNode) and rules_node.tag.endswith(":null")):
+        problems.append(f"{filename}:{_line(rules_node)}: 'rules' must be a list of rules")
+    _raise_if(problems)
+    return tuple(rules)
+
+
+def _construct(
+    loader: yaml.SafeLoader, node: yaml.Node, filename: str, problems: list[str]
+) -> object:
+    try:
+        return loader.construct_object(node, deep=True)
+    except yaml.YAMLError as e:
+        problems.append(_yaml_error_line(e, filename))
+        return None
+
+
+def _load_rule(
+    node: yaml.Node, filename: str, loader: yaml.SafeLoader, problems: list[str]
+) -> Rule | None:
+    rule_line = _line(node)
+    origin = f"{filename}:{rule_line}"
+    if not isinstance(node, yaml.MappingNode):
+        problems.append(f"{origin}: each rule must be a mapping (name:, from:, to:, ports:)")
+        return None
+    before = len(problems)
+    keys: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+    for key_node, value_node in node.value:
+        key = _construct(loader, key_node, filename, problems)
+        if not isinstance(key, str) or key not in _YAML_KEYS:
+            hint = difflib.get_close_matches(str(key), _YAML_KEYS, n=1)
+            also = (
+                f" (did you mean '{hint[0]}'?)" if hint else f" (expected {', '.join(_YAML_KEYS)})"
+            )
+            problems.append(f"{filename}:{_line(key_node)}: unknown key {key!r}{also}")
+        elif key in keys:
+            first = _line(keys[key][0])
+            problems.append(
+                f"{filename}:{_line(key_node)}: '{key}' is given twice (first on line {first})"
+            )
+        else:
+            keys[key] = (key_node, value_node)
+
+    name: str | None = None
+    if "name" not in keys:
+        problems.append(f"{origin}: rule has no 'name'")
+    else:
+        value_node = keys["name"][1]
+        value = _construct(loader, value_node, filename, problems)
+        try:
+            if not isinstance(value, str):
+                raise _Problem(f"rule name {value!r} is not a string")
+            _check_name(value)
+            name = value
+        except _Problem as e:
+            problems.append(f"{filename}:{_line(value_node)}: {e}")
+
+    def at(n: yaml.Node) -> str:
+        return _where(f"{filename}:{_line(n)}", name)
+
+    def items(key: str) -> list[tuple[yaml.Node, object]]:
+        value_node = keys[key][1]
+        if isinstance(value_node, yaml.SequenceNode):
+            pairs = [(n, _construct(loader, n, filename, problems)) for n in value_node.value]
+        else:
+            pairs = [(value_node, _construct(loader, value_node, filename, problems))]
+        out: list[tuple[yaml.Node, object]] = []
+        for n, v in pairs:
+            if isinstance(v, str) and "," in v:
+                out.extend((n, piece) for piece in v.split(","))
+            elif v is not None or not isinstance(value_node, yaml.ScalarNode):
+                out.append((n, v))
+        return out
+
+    ingress = ""
+    if "from" not in keys:
+        problems.append(f"{_where(origin, name)}missing 'from'")
+    else:
+        value_node = keys["from"][1]
+        value = _construct(loader, value_node, filename, problems)
+        try:
+            ingress = _parse_iface_item(value)
+        except _Problem as e:
+            problems.append(f"{at(value_node)}'from': {e}")
+    problems.extend(
+        f"{_where(origin, name)}missing '{required}'"
+        for required in ("to", "ports")
+        if required not in keys
+    )
+
+    egress: list[str] = []
+    ports: list[PortRange] = []
+    groups: list[int] = []
+    allow: list[tuple[int, int]] = []
+    deny: list[tuple[int, int]] = []
+    for key in ("to", "ports", "groups", "allow", "deny"):
+        if key not in keys:
+            continue
+        for item_node, value in items(key):
+            try:
+                if key == "to":
+                    egress.append(_parse_iface_item(value))
+                elif key == "ports":
+                    ports.append(_parse_port_item(value))
+                elif key == "groups":
+                    groups.append(_parse_group_item(value))
+                elif key == "allow":
+                    allow.append(_parse_cidr_item(value, "allow"))
+                else:
+                    deny.append(_parse_cidr_item(value, "deny"))
+            except _Problem as e:
+                problems.append(f"{at(item_node)}{e}")
+
+    broadcast: bool | None = None
+    if "broadcast" in keys:
+        value_node = keys["broadcast"][1]
+        value = _construct(loader, value_node, filename, problems)
+        if isinstance(value, bool):
+            broadcast = value
+        else:
+            problems.append(f"{at(value_node)}'broadcast' must be true or false, not {value!r}")
+
+    if len(problems) > before or name is None:
+        return None
+    rule = _make_rule(name, ingress, egress, ports, groups, broadcast, allow, deny, origin)
+    for key, message in _rule_problems(rule):
+        where_node = keys[key][0] if key is not None and key in keys else node
+        problems.append(f"{at(where_node)}{message}")
+    return rule if len(problems) == before else None
+
+
+# --- SnowSignal flags -------------------------------------------------------------------------
+
+
+def snowsignal_rules(interface: str, port: int) -> tuple[Rule, Rule]:
+    """`-t IFACE -b PORT` as rules: broadcast to PORT from IFACE to the mesh, and back."""
+    origin = "snowsignal flags"
+    try:
+        iface = _parse_iface_item(interface)
+        ports = (_parse_port_item(port),)
+    except _Problem as e:
+        raise RuleError(f"{origin}: {e}") from None
+    return (
+        Rule("snowsignal-out", iface, (MESH,), ports, True, (), origin=origin),
+        Rule("snowsignal-in", MESH, (iface,), ports, True, (), origin=origin),
+    )
+
+
+# --- matching ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    """The rules matching one (ingress, destination, port) before source filtering."""
+
+    rules: tuple[Rule, ...]
+    egress: tuple[str, ...]  # union of the rules' egress, valid when not `filtered`
+    filtered: bool  # some rule has allow/deny, so the answer depends on the source
+
+
+def _union_egress(rules: Iterable[Rule], ingress: str) -> tuple[str, ...]:
+    # Never back out of the ingress, even for a rule that slipped past validation.
+    names = dict.fromkeys(name for rule in rules for name in rule.egress)
+    names.pop(ingress, None)
+    return tuple(names)
+
+
+def _make_hit(rules: tuple[Rule, ...], ingress: str) -> _Hit:
+    filtered = any(rule.allow or rule.deny for rule in rules)
+    return _Hit(rules, _union_egress(rules, ingress), filtered)
+
+
+_Ranges = tuple[tuple[int, int], ...]
+
+# Segments at most this wide are expanded into the port dict; wider ones are found by bisect.
+_EXPAND_WIDTH = 64
+
+
+class _PortIndex:
+    """Destination port -> _Hit for one (ingress, destination kind).
+
+    The port line is cut into segments at every range boundary; each segment carries the rules
+    covering it, in rule order. Narrow segments (the common case: single ports) live in a dict,
+    wide ones in a sorted list searched with bisect.
+    """
+
+    __slots__ = ("_exact", "_hits", "_starts")
+
+    def __init__(self, entries: Sequence[Rule], ingress: str) -> None:
+        cuts = sorted({p for rule in entries for r in rule.ports for p in (r.first, r.last + 1)})
+        self._exact: dict[int, _Hit] = {}
+        self._starts: list[int] = []
+        self._hits: list[_Hit | None] = []
+        for start, stop in itertools.pairwise(cuts):
+            covering = tuple(rule for rule in entries if any(start in r for r in rule.ports))
+            hit = _make_hit(covering, ingress) if covering else None
+            if hit is not None and stop - start <= _EXPAND_WIDTH:
+                self._exact.update(dict.fromkeys(range(start, stop), hit))
+            else:
+                self._starts.append(start)
+                self._hits.append(hit)
+
+    def lookup(self, port: int) -> _Hit | None:
+        hit = self._exact.get(port)
+        if hit is not None or not self._starts:
+            return hit
+        i = bisect.bisect_right(self._starts, port) - 1
+        return self._hits[i] if i >= 0 else None
+
+
+class RuleTable:
+    """The rules indexed for the hot path: per ingress, per destination, per port."""
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        self.rules: tuple[Rule, ...] = tuple(rules)
+        by_ingress: dict[str, list[Rule]] = {}
+        for rule in self.rules:
+            by_ingress.setdefault(rule.ingress, []).append(rule)
+        self._broadcast: dict[str, _PortIndex] = {}
+        self._groups: dict[str, dict[int, _PortIndex]] = {}
+        self._needs: dict[str, tuple[_Ranges, tuple[tuple[int, _Ranges], ...]]] = {}
+        for ingress, own in by_ingress.items():
+            bcast = [rule for rule in own if rule.broadcast]
+            if bcast:
+                self._broadcast[ingress] = _PortIndex(bcast, ingress)
+            per_group: dict[int, list[Rule]] = {}
+            for rule in own:
+                for group in rule.groups:
+                    per_group.setdefault(group, []).append(rule)
+            self._groups[ingress] = {g: _PortIndex(rs, ingress) for g, rs in per_group.items()}
+            self._needs[ingress] = (
+                _ranges(r for rule in bcast for r in rule.ports),
+                tuple(
+                    (g, _ranges(r for rule in per_group[g] for r in rule.ports))
+                    for g in sorted(per_group)
+                ),
+            )
+        names = (name for rule in self.rules for name in (rule.ingress, *rule.egress))
+        self._interfaces = tuple(n for n in dict.fromkeys(names) if n != MESH)
+        self._ingresses = tuple(n for n in by_ingress if n != MESH)
+        self._uses_mesh = any(r.ingress == MESH or MESH in r.egress for r in self.rules)
+
+    def _hit(self, ingress: str, dst_ip: int, dst_port: int, is_broadcast: bool) -> _Hit | None:
+        if is_broadcast:
+            index = self._broadcast.get(ingress)
+        else:
+            groups = self._groups.get(ingress)
+            index = groups.get(dst_ip) if groups else None
+        return index.lookup(dst_port) if index is not None else None
+
+    def match(
+        self, ingress: str, dst_ip: int, dst_port: int, src_ip: int, *, is_broadcast: bool
+    ) -> tuple[Rule, ...]:
+        """The rules that let this datagram out of `ingress`, in rule order.
+
+        `is_broadcast`: the caller decided dst_ip is a broadcast of this ingress; otherwise
+        dst_ip is looked up among the multicast groups.
+        """
+        hit = self._hit(ingress, dst_ip, dst_port, is_broadcast)
+        if hit is None:
+            return ()
+        if not hit.filtered:
+            return hit.rules
+        return tuple(rule for rule in hit.rules if rule.admits_source(src_ip))
+
+    def egress_for(
+        self, ingress: str, dst_ip: int, dst_port: int, src_ip: int, *, is_broadcast: bool
+    ) -> tuple[tuple[str, ...], tuple[Rule, ...]]:
+        """Where this datagram goes (union of the matched rules' egress, first-seen order, never
+        the ingress itself) and the rules that sent it there."""
+        hit = self._hit(ingress, dst_ip, dst_port, is_broadcast)
+        if hit is None:
+            return (), ()
+        if not hit.filtered:
+            return hit.egress, hit.rules
+        rules = tuple(rule for rule in hit.rules if rule.admits_source(src_ip))
+        return _union_egress(rules, ingress), rules
+
+    def ingresses(self) -> tuple[str, ...]:
+        """Interfaces to capture on (MESH excluded), in order of first appearance."""
+        return self._ingresses
+
+    def interfaces(self) -> tuple[str, ...]:
+        """Every interface named as ingress or egress (MESH excluded), first appearance first."""
+        return self._interfaces
+
+    def uses_mesh(self) -> bool:
+        return self._uses_mesh
+
+    def capture_needs(
+        self, ingress: str
+    ) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, tuple[tuple[int, int], ...]], ...]]:
+        """What the kernel filter on `ingress` must pass: broadcast port ranges, and
+        (group, port ranges) pairs sorted by group; ranges sorted and coalesced."""
+        return self._needs.get(ingress, ((), ()))
+
+    def groups_on(self, ingress: str) -> tuple[int, ...]:
+        """Multicast groups to join on `ingress`, sorted."""
+        return tuple(sorted(self._groups.get(ingress, {})))
+
+
+def _ranges(ranges: Iterable[PortRange]) -> _Ranges:
+    return tuple((r.first, r.last) for r in _coalesce(ranges))
+
+
+# --- printout ---------------------------------------------------------------------------------
+
+_COLUMNS = ("NAME", "FROM", "TO", "MATCH", "SOURCES", "ORIGIN")
+
+
+def _match_text(rule: Rule) -> str:
+    what = (["broadcast"] if rule.broadcast else []) + [ip_to_str(g) for g in rule.groups]
+    ports = ",".join(str(r) for r in rule.ports) or "(none)"
+    return f"{','.join(what) or '(nothing)'} port {ports}"
+
+
+def _sources_text(rule: Rule) -> str:
+    allowed = ",".join(_cidr_to_str(n) for n in rule.allow) or "any"
+    if not rule.deny:
+        return allowed
+    return f"{allowed} except {','.join(_cidr_to_str(n) for n in rule.deny)}"
+
+
+def format_rule_table(rules: Sequence[Rule]) -> str:
+    """An aligned plain-text table, one rule per line in the given order; ends with a newline."""
+    rows = [_COLUMNS] + [
+        (
+            rule.name,
+            rule.ingress,
+            ",".join(rule.egress) or "(nowhere)",
+            _match_text(rule),
+            _sources_text(rule),
+            rule.origin or "-",
+        )
+        for rule in rules
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    if not rules:
+        lines.append("(no rules: nothing is relayed)")
+    return "\n".join(lines) + "\n"
