@@ -475,6 +475,9 @@ def _yaml_error_line(e: yaml.YAMLError, filename: str) -> str:
     line = mark.line + 1 if mark is not None else 1
     problem = getattr(e, "problem", None) or str(e)
     context = getattr(e, "context", None)
+    context_mark = getattr(e, "context_mark", None)
+    if context and context_mark is not None and context_mark.line != line - 1:
+        context = f"{context} (line {context_mark.line + 1})"
     message = f"{context}, {problem}" if context else str(problem)
     return f"{filename}:{line}: not valid YAML: {' '.join(message.split())}"
 
@@ -700,6 +703,9 @@ class _PortIndex:
             else:
                 self._starts.append(start)
                 self._hits.append(hit)
+        if cuts:  # past the last range end nothing matches
+            self._starts.append(cuts[-1])
+            self._hits.append(None)
 
     def lookup(self, port: int) -> _Hit | None:
         hit = self._exact.get(port)

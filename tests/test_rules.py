@@ -1,0 +1,807 @@
+"""Forwarding rules: both syntaxes, validation, matching, capture needs and the table printout."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from crosscast.rules import (
+    MESH,
+    PortRange,
+    Rule,
+    RuleError,
+    RuleErrors,
+    RuleTable,
+    format_rule_table,
+    load_rules_yaml,
+    parse_rule_text,
+    parse_rules_text,
+    snowsignal_rules,
+    validate_rules,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).resolve().parent / "golden" / "rules"
+EXAMPLE = ROOT / "examples" / "rules-fire-truck.yaml"
+# Set to 1 to rewrite the golden files from the current output, then review the diff.
+REGEN = os.environ.get("CROSSCAST_REGEN_GOLDEN") == "1"
+
+
+def ip(text: str) -> int:
+    return int(ipaddress.IPv4Address(text))
+
+
+def cidr(text: str) -> tuple[int, int]:
+    net = ipaddress.IPv4Network(text)
+    return int(net.network_address), net.prefixlen
+
+
+def rule(
+    name: str = "r",
+    ingress: str = "eth0",
+    egress: tuple[str, ...] = ("eth2",),
+    ports: tuple[tuple[int, int], ...] = ((5000, 5000),),
+    *,
+    broadcast: bool = True,
+    groups: tuple[str, ...] = (),
+    allow: tuple[str, ...] = (),
+    deny: tuple[str, ...] = (),
+    origin: str = "test",
+) -> Rule:
+    return Rule(
+        name=name,
+        ingress=ingress,
+        egress=egress,
+        ports=tuple(PortRange(a, b) for a, b in ports),
+        broadcast=broadcast,
+        groups=tuple(ip(g) for g in groups),
+        allow=tuple(cidr(c) for c in allow),
+        deny=tuple(cidr(c) for c in deny),
+        origin=origin,
+    )
+
+
+def problems_of(exc: pytest.ExceptionInfo[RuleError]) -> list[str]:
+    return exc.value.problems
+
+
+# --- one-line syntax --------------------------------------------------------------------------
+
+
+def test_one_line_rule_parses_every_field() -> None:
+    r = parse_rule_text(
+        "cam from eth0 to eth2,mesh port 22001,5000-5010 group 233.54.12.234 broadcast "
+        "allow 10.0.1.0/24 deny 10.0.1.66",
+        "--rule #1",
+    )
+    assert r == Rule(
+        name="cam",
+        ingress="eth0",
+        egress=("eth2", MESH),
+        ports=(PortRange(5000, 5010), PortRange(22001, 22001)),
+        broadcast=True,
+        groups=(ip("233.54.12.234"),),
+        allow=(cidr("10.0.1.0/24"),),
+        deny=(cidr("10.0.1.66/32"),),
+        origin="--rule #1",
+    )
+
+
+def test_one_line_keywords_may_come_in_any_order() -> None:
+    a = parse_rule_text("gps from eth0 to eth2,eth3 port 10110", "x")
+    b = parse_rule_text("gps port 10110 to eth2,eth3 from eth0", "x")
+    assert a == b
+
+
+def test_one_line_egress_keeps_its_order() -> None:
+    assert parse_rule_text("gps from eth0 to eth3,eth2 port 1", "x").egress == ("eth3", "eth2")
+
+
+def test_one_line_spaces_around_commas_are_allowed() -> None:
+    r = parse_rule_text("gps from eth0 to eth2, eth3 port 10110 , 10111", "x")
+    assert r.egress == ("eth2", "eth3")
+    assert r.ports == (PortRange(10110, 10111),)
+
+
+def test_broadcast_defaults_on_without_groups() -> None:
+    assert parse_rule_text("pva from eth0 to mesh port 5076", "x").broadcast is True
+
+
+def test_broadcast_defaults_off_with_groups() -> None:
+    r = parse_rule_text("video from eth0 to eth2 group 233.54.12.234 port 22001", "x")
+    assert r.broadcast is False
+    assert r.groups == (ip("233.54.12.234"),)
+
+
+def test_broadcast_keyword_turns_it_on_with_groups() -> None:
+    r = parse_rule_text("v from eth0 to eth2 group 233.54.12.234 port 22001 broadcast", "x")
+    assert r.broadcast is True
+
+
+def test_ports_are_sorted_and_overlaps_merged() -> None:
+    r = parse_rule_text("p from eth0 to eth2 port 7000,5005-5010,5000-5004,5008", "x")
+    assert r.ports == (PortRange(5000, 5010), PortRange(7000, 7000))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty rule"),
+        ("from eth0 to eth2 port 1", "rule has no name: start with NAME, before 'from'"),
+        ("bad/name from eth0 to eth2 port 1", "'bad/name' is not a valid rule name"),
+        ("gps from eth0 to eth2 port 70000", "port 70000 is out of range 1-65535"),
+        ("gps from eth0 to eth2 port 0", "port 0 is out of range 1-65535"),
+        ("gps from eth0 to eth2 port 5010-5000", "port range 5010-5000 runs backwards"),
+        ("gps from eth0 to eth2 port ten", "'ten' is not a port or port range"),
+        ("gps from eth0 to eth2 port 1 sideways", "unexpected word 'sideways'"),
+        ("gps from eth0 to eth2 port 1 port 2", "'port' is given twice"),
+        ("gps from eth0 to port 1", "'to' needs a value, got 'port'"),
+        ("gps from eth0 to eth2 port", "'port' needs a value"),
+        ("gps from eth0,eth1 to eth2 port 1", "'from eth0,eth1': a rule has exactly one ingress"),
+        ("gps to eth2 port 1", "missing 'from IFACE'"),
+        ("gps from eth0 port 1", "missing 'to IFACE[,IFACE...]'"),
+        ("gps from eth0 to eth2", "missing 'port P[,LO-HI...]'"),
+        ("gps from eth0 to eth2,,eth3 port 1", "empty item in 'to eth2,,eth3'"),
+        ("gps from eth0 to averyveryverylongname port 1", "'averyveryverylongname' is not an"),
+        ("v from eth0 to eth2 port 1 group 233.54.12", "group '233.54.12' is not an IPv4 address"),
+        ("g from eth0 to eth2 port 1 allow 10.0.1.5/24", "allow 10.0.1.5/24 has host bits set"),
+        ("g from eth0 to eth2 port 1 deny 10.0.1.0/33", "deny '10.0.1.0/33' is not an IPv4"),
+    ],
+)
+def test_one_line_error_names_the_offending_word(text: str, message: str) -> None:
+    with pytest.raises(RuleError) as exc:
+        parse_rule_text(text, "--rule #3")
+    assert message in str(exc.value)
+
+
+def test_one_line_error_is_one_line_prefixed_with_origin_and_rule() -> None:
+    with pytest.raises(RuleError) as exc:
+        parse_rule_text("gps from eth0 to eth2 port 70000", "--rule #1")
+    assert str(exc.value) == "--rule #1: rule 'gps': port 70000 is out of range 1-65535"
+    assert problems_of(exc) == [str(exc.value)]
+
+
+def test_one_line_reports_every_problem_at_once() -> None:
+    with pytest.raises(RuleErrors) as exc:
+        parse_rule_text("gps from eth0 to eth2 port 70000 group nope", "--rule #1")
+    assert problems_of(exc) == [
+        "--rule #1: rule 'gps': port 70000 is out of range 1-65535",
+        "--rule #1: rule 'gps': group 'nope' is not an IPv4 address",
+    ]
+    assert str(exc.value).splitlines() == problems_of(exc)
+
+
+def test_one_line_rejects_a_rule_back_to_its_own_ingress() -> None:
+    with pytest.raises(RuleError, match="forwards back to its own ingress 'eth0'"):
+        parse_rule_text("loop from eth0 to eth2,eth0 port 5000", "x")
+
+
+def test_one_line_rejects_a_group_that_is_not_multicast() -> None:
+    with pytest.raises(RuleError, match=r"group 10\.0\.0\.1 is not multicast"):
+        parse_rule_text("v from eth0 to eth2 group 10.0.0.1 port 5000", "x")
+
+
+def test_rules_text_splits_on_semicolons_and_newlines() -> None:
+    rules = parse_rules_text(
+        "gps from eth0 to eth2 port 10110; pva from eth0 to mesh port 5076\n"
+        "back from mesh to eth0 port 5076",
+        "env RULES",
+    )
+    assert [r.name for r in rules] == ["gps", "pva", "back"]
+
+
+def test_rules_text_origins_count_the_rules() -> None:
+    rules = parse_rules_text("a from eth0 to eth2 port 1;;\n b from eth2 to eth0 port 1;", "RULES")
+    assert [r.origin for r in rules] == ["RULES #1", "RULES #2"]
+
+
+def test_rules_text_skips_comment_lines() -> None:
+    rules = parse_rules_text("# GPS only\ngps from eth0 to eth2 port 10110\n", "RULES")
+    assert [r.name for r in rules] == ["gps"]
+
+
+def test_rules_text_reports_problems_of_every_rule() -> None:
+    with pytest.raises(RuleErrors) as exc:
+        parse_rules_text("a from eth0 to eth2 port 0; b from eth0 to eth2 port x", "RULES")
+    assert problems_of(exc) == [
+        "RULES #1: rule 'a': port 0 is out of range 1-65535",
+        "RULES #2: rule 'b': 'x' is not a port or port range (use 5076 or 5000-5010)",
+    ]
+
+
+def test_rules_text_of_nothing_is_no_rules() -> None:
+    assert parse_rules_text("  ;\n", "RULES") == ()
+
+
+# --- YAML -------------------------------------------------------------------------------------
+
+YAML_GPS = """\
+rules:
+  - name: gps
+    from: eth0
+    to: [eth2, eth3]
+    ports: [10110, "5000-5010"]
+    allow: [10.0.1.0/24]
+    deny: [10.0.1.66/32]
+"""
+
+
+def test_yaml_rule_parses_every_field() -> None:
+    (r,) = load_rules_yaml(YAML_GPS, "rules.yaml")
+    assert r == Rule(
+        name="gps",
+        ingress="eth0",
+        egress=("eth2", "eth3"),
+        ports=(PortRange(5000, 5010), PortRange(10110, 10110)),
+        broadcast=True,
+        groups=(),
+        allow=(cidr("10.0.1.0/24"),),
+        deny=(cidr("10.0.1.66/32"),),
+        origin="rules.yaml:2",
+    )
+
+
+def test_yaml_groups_turn_broadcast_off_by_default() -> None:
+    text = (
+        "rules:\n- {name: v, from: eth0, to: eth2, groups: [233.54.12.234], ports: 22001}\n"
+        "- {name: w, from: eth0, to: eth2, groups: [233.54.12.235], ports: 22001, broadcast: true}"
+    )
+    v, w = load_rules_yaml(text, "f.yaml")
+    assert (v.broadcast, w.broadcast) == (False, True)
+
+
+def test_yaml_accepts_single_values_without_a_list() -> None:
+    (r,) = load_rules_yaml("rules:\n- {name: a, from: eth0, to: eth2, ports: 5076}", "f.yaml")
+    assert (r.egress, r.ports) == (("eth2",), (PortRange(5076, 5076),))
+
+
+def test_yaml_origin_is_the_line_of_each_rule() -> None:
+    text = YAML_GPS + "  - name: pva\n    from: eth0\n    to: [mesh]\n    ports: [5076]\n"
+    assert [r.origin for r in load_rules_yaml(text, "rules.yaml")] == [
+        "rules.yaml:2",
+        "rules.yaml:8",
+    ]
+
+
+def test_yaml_unknown_key_is_an_error_at_its_line_with_a_suggestion() -> None:
+    text = "rules:\n  - name: gps\n    from: eth0\n    to: eth2\n    port: 10110\n"
+    with pytest.raises(RuleError) as exc:
+        load_rules_yaml(text, "rules.yaml")
+    assert problems_of(exc)[0] == "rules.yaml:5: unknown key 'port' (did you mean 'ports'?)"
+
+
+def test_yaml_bad_port_points_at_the_line_of_the_item() -> None:
+    text = "rules:\n  - name: gps\n    from: eth0\n    to: eth2\n    ports:\n      - 1\n"
+    text += "      - 70000\n"
+    with pytest.raises(RuleError) as exc:
+        load_rules_yaml(text, "rules.yaml")
+    assert str(exc.value) == "rules.yaml:7: rule 'gps': port 70000 is out of range 1-65535"
+
+
+def test_yaml_collects_all_problems_with_their_lines() -> None:
+    text = """\
+rules:
+  - name: gps
+    from: eth0
+    to: [eth2]
+    ports: [10110]
+    colour: red
+  - name: video
+    from: eth0
+    to: [eth2]
+    groups: [233.54.12]
+    ports: [22001]
+  - name: back
+    from: eth2
+    to: [eth2]
+    ports: [5000]
+"""
+    with pytest.raises(RuleErrors) as exc:
+        load_rules_yaml(text, "rules.yaml")
+    assert problems_of(exc) == [
+        "rules.yaml:6: unknown key 'colour' (expected name, from, to, ports, broadcast, groups, "
+        "allow, deny)",
+        "rules.yaml:10: rule 'video': group '233.54.12' is not an IPv4 address",
+        "rules.yaml:14: rule 'back': forwards back to its own ingress 'eth2'",
+    ]
+
+
+def test_yaml_syntax_error_carries_file_and_line() -> None:
+    with pytest.raises(RuleError) as exc:
+        load_rules_yaml("rules:\n  - name: gps\n    to: [eth2\n", "rules.yaml")
+    assert str(exc.value) == (
+        "rules.yaml:4: not valid YAML: while parsing a flow sequence (line 3), "
+        "expected ',' or ']', but got '<stream end>'"
+    )
+
+
+def test_yaml_bad_indentation_is_reported_at_its_line() -> None:
+    with pytest.raises(RuleError, match=r"^rules\.yaml:3: not valid YAML: "):
+        load_rules_yaml("rules:\n  - name: gps\n   from: eth0\n", "rules.yaml")
+
+
+def test_yaml_empty_file_is_an_error() -> None:
+    with pytest.raises(RuleError, match=r"^f\.yaml:1: empty file"):
+        load_rules_yaml("# nothing\n", "f.yaml")
+
+
+def test_yaml_without_rules_key_is_an_error() -> None:
+    with pytest.raises(RuleErrors) as exc:
+        load_rules_yaml("rule:\n  - name: gps\n", "f.yaml")
+    assert problems_of(exc) == [
+        "f.yaml:1: unknown top-level key 'rule' (expected 'rules')",
+        "f.yaml:1: no 'rules:' list",
+    ]
+
+
+def test_yaml_top_level_list_is_an_error() -> None:
+    with pytest.raises(RuleError, match=r"^f\.yaml:1: expected a mapping with a 'rules:' list"):
+        load_rules_yaml("- name: gps\n", "f.yaml")
+
+
+def test_yaml_rule_that_is_not_a_mapping_is_an_error() -> None:
+    with pytest.raises(RuleError, match=r"^f\.yaml:2: each rule must be a mapping"):
+        load_rules_yaml("rules:\n  - gps from eth0 to eth2 port 1\n", "f.yaml")
+
+
+def test_yaml_empty_rules_list_is_no_rules() -> None:
+    assert load_rules_yaml("rules: []\n", "f.yaml") == ()
+    assert load_rules_yaml("rules:\n", "f.yaml") == ()
+
+
+def test_yaml_repeated_key_is_an_error() -> None:
+    text = "rules:\n- name: a\n  from: eth0\n  to: eth2\n  ports: 1\n  ports: 2\n"
+    with pytest.raises(RuleError) as exc:
+        load_rules_yaml(text, "f.yaml")
+    assert str(exc.value) == "f.yaml:6: 'ports' is given twice (first on line 5)"
+
+
+def test_yaml_missing_keys_are_reported_at_the_rule() -> None:
+    with pytest.raises(RuleErrors) as exc:
+        load_rules_yaml("rules:\n- from: eth0\n", "f.yaml")
+    assert problems_of(exc) == [
+        "f.yaml:2: rule has no 'name'",
+        "f.yaml:2: missing 'to'",
+        "f.yaml:2: missing 'ports'",
+    ]
+
+
+def test_yaml_broadcast_must_be_a_boolean() -> None:
+    text = "rules:\n- {name: a, from: eth0, to: eth2, ports: 1,\n   broadcast: maybe}\n"
+    with pytest.raises(RuleError) as exc:
+        load_rules_yaml(text, "f.yaml")
+    assert str(exc.value) == "f.yaml:3: rule 'a': 'broadcast' must be true or false, not 'maybe'"
+
+
+def test_yaml_broadcast_false_without_groups_matches_nothing_and_says_so() -> None:
+    text = "rules:\n- name: a\n  from: eth0\n  to: eth2\n  ports: 1\n  broadcast: false\n"
+    with pytest.raises(RuleError) as exc:
+        load_rules_yaml(text, "f.yaml")
+    assert str(exc.value) == (
+        "f.yaml:6: rule 'a': matches nothing: broadcast is off and no groups are given"
+    )
+
+
+def test_yaml_rule_problem_points_at_the_key_it_concerns() -> None:
+    text = "rules:\n- name: a\n  from: mesh\n  ports: 1\n  to: [mesh]\n"
+    with pytest.raises(RuleError) as exc:
+        load_rules_yaml(text, "f.yaml")
+    assert str(exc.value).startswith("f.yaml:5: rule 'a': forwards from mesh to mesh")
+
+
+def test_yaml_non_string_name_is_an_error() -> None:
+    with pytest.raises(RuleError, match=r"^f\.yaml:2: rule name 12 is not a string"):
+        load_rules_yaml("rules:\n- {name: 12, from: eth0, to: eth2, ports: 1}\n", "f.yaml")
+
+
+def test_fire_truck_example_loads_and_validates() -> None:
+    rules = load_rules_yaml(EXAMPLE.read_text(), str(EXAMPLE))
+    assert validate_rules(rules, interfaces={"eth0", "eth2", "eth3"}, mesh_port=7124) == []
+    table = RuleTable(rules)
+    gps = table.egress_for("eth0", ip("10.0.1.255"), 10110, ip("10.0.1.7"), is_broadcast=True)
+    assert gps[0] == ("eth2", "eth3")
+    back = table.egress_for("eth2", ip("10.0.2.255"), 10110, ip("10.0.2.7"), is_broadcast=True)
+    assert back == ((), ())
+    video = table.egress_for("eth0", ip("233.54.12.234"), 22001, ip("10.0.1.9"), is_broadcast=False)
+    assert video[0] == ("eth2",)
+    assert table.egress_for("eth3", ip("10.0.3.255"), 5000, ip("10.0.3.5"), is_broadcast=True)[
+        0
+    ] == ("eth0", "eth2")
+    assert table.egress_for("mesh", ip("255.255.255.255"), 5076, ip("10.9.0.1"), is_broadcast=True)[
+        0
+    ] == ("eth0",)
+
+
+# --- SnowSignal flags -------------------------------------------------------------------------
+
+
+def test_snowsignal_flags_are_a_rule_pair_through_the_mesh() -> None:
+    out, back = snowsignal_rules("eth0", 5076)
+    assert (out.ingress, out.egress, back.ingress, back.egress) == (
+        "eth0",
+        (MESH,),
+        MESH,
+        ("eth0",),
+    )
+    for r in (out, back):
+        assert (r.ports, r.broadcast, r.groups, r.origin) == (
+            (PortRange(5076, 5076),),
+            True,
+            (),
+            "snowsignal flags",
+        )
+    assert validate_rules((out, back), interfaces={"eth0"}, mesh_port=7124) == []
+
+
+def test_snowsignal_flags_with_a_bad_port_are_a_rule_error() -> None:
+    with pytest.raises(RuleError, match=r"^snowsignal flags: port 70000 is out of range"):
+        snowsignal_rules("eth0", 70000)
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+def test_valid_rules_have_no_problems() -> None:
+    rules = [rule("a"), rule("b", "eth2", ("eth0", MESH), groups=("233.54.12.234",))]
+    assert validate_rules(rules, interfaces={"eth0", "eth2"}, mesh_port=7124) == []
+
+
+def test_duplicate_rule_names_are_a_problem() -> None:
+    rules = [rule("a", origin="f.yaml:2"), rule("a", "eth2", ("eth0",), origin="f.yaml:8")]
+    assert validate_rules(rules, interfaces=None, mesh_port=None) == [
+        "f.yaml:8: rule 'a': duplicate name (also defined at f.yaml:2)"
+    ]
+
+
+def test_egress_containing_the_ingress_is_a_problem() -> None:
+    assert validate_rules([rule(egress=("eth2", "eth0"))], interfaces=None, mesh_port=None) == [
+        "test: rule 'r': forwards back to its own ingress 'eth0'"
+    ]
+
+
+def test_mesh_to_mesh_is_a_problem() -> None:
+    problems = validate_rules([rule(ingress=MESH, egress=(MESH,))], interfaces=None, mesh_port=None)
+    assert problems == [
+        "test: rule 'r': forwards from mesh to mesh, which would bounce frames between relays"
+    ]
+
+
+def test_empty_egress_is_a_problem() -> None:
+    assert validate_rules([rule(egress=())], interfaces=None, mesh_port=None) == [
+        "test: rule 'r': has no egress ('to' is empty)"
+    ]
+
+
+def test_repeated_egress_is_a_problem() -> None:
+    assert validate_rules([rule(egress=("eth2", "eth2"))], interfaces=None, mesh_port=None) == [
+        "test: rule 'r': 'eth2' is listed twice in 'to'"
+    ]
+
+
+def test_rule_without_broadcast_or_groups_is_a_problem() -> None:
+    assert validate_rules([rule(broadcast=False)], interfaces=None, mesh_port=None) == [
+        "test: rule 'r': matches nothing: broadcast is off and no groups are given"
+    ]
+
+
+def test_rule_without_ports_is_a_problem() -> None:
+    assert validate_rules([rule(ports=())], interfaces=None, mesh_port=None) == [
+        "test: rule 'r': has no ports"
+    ]
+
+
+def test_group_that_is_not_multicast_is_a_problem() -> None:
+    assert validate_rules([rule(groups=("10.0.0.1",))], interfaces=None, mesh_port=None) == [
+        "test: rule 'r': group 10.0.0.1 is not multicast (224.0.0.0/4)"
+    ]
+
+
+def test_link_local_control_group_is_a_problem() -> None:
+    problems = validate_rules([rule(groups=("224.0.0.251",))], interfaces=None, mesh_port=None)
+    assert problems == [
+        "test: rule 'r': group 224.0.0.251 is in the local network control block 224.0.0.0/24, "
+        "which is never relayed (RFC 5771)"
+    ]
+
+
+def test_group_just_above_the_control_block_is_fine() -> None:
+    assert validate_rules([rule(groups=("224.0.1.129",))], interfaces=None, mesh_port=None) == []
+
+
+def test_mesh_port_relayed_by_a_rule_touching_the_mesh_is_a_problem() -> None:
+    rules = [rule("a", egress=(MESH,), ports=((7124, 7124),))]
+    assert validate_rules(rules, interfaces=None, mesh_port=7124) == [
+        "test: rule 'a': port 7124 the mesh port 7124; a rule that touches the mesh cannot relay it"
+    ]
+
+
+def test_mesh_port_inside_a_range_from_the_mesh_is_a_problem() -> None:
+    rules = [rule("a", ingress=MESH, egress=("eth0",), ports=((7000, 8000),))]
+    assert validate_rules(rules, interfaces=None, mesh_port=7124) == [
+        "test: rule 'a': ports 7000-8000 include the mesh port 7124; a rule that touches the mesh "
+        "cannot relay it"
+    ]
+
+
+def test_mesh_port_between_local_interfaces_is_allowed() -> None:
+    assert validate_rules([rule(ports=((7124, 7124),))], interfaces=None, mesh_port=7124) == []
+
+
+def test_mesh_port_is_not_checked_without_a_mesh() -> None:
+    rules = [rule(egress=(MESH,), ports=((7124, 7124),))]
+    assert validate_rules(rules, interfaces=None, mesh_port=None) == []
+
+
+def test_interface_that_does_not_exist_is_a_problem() -> None:
+    rules = [rule(ingress="eth0", egress=("eth9", MESH))]
+    assert validate_rules(rules, interfaces={"eth0", "lo"}, mesh_port=None) == [
+        "test: rule 'r': interface 'eth9' does not exist (have: eth0, lo)"
+    ]
+
+
+def test_problems_come_one_line_each_in_rule_order() -> None:
+    rules = [
+        rule("a", egress=(), origin="--rule #1"),
+        rule("b", ports=(), broadcast=False, origin="--rule #2"),
+    ]
+    assert validate_rules(rules, interfaces=None, mesh_port=None) == [
+        "--rule #1: rule 'a': has no egress ('to' is empty)",
+        "--rule #2: rule 'b': has no ports",
+        "--rule #2: rule 'b': matches nothing: broadcast is off and no groups are given",
+    ]
+
+
+# --- matching ---------------------------------------------------------------------------------
+
+BCAST = ip("10.0.1.255")
+SRC = ip("10.0.1.7")
+GROUP = "233.54.12.234"
+
+
+def test_broadcast_to_a_rule_port_matches() -> None:
+    r = rule()
+    assert RuleTable([r]).match("eth0", BCAST, 5000, SRC, is_broadcast=True) == (r,)
+
+
+def test_broadcast_to_another_port_does_not_match() -> None:
+    assert RuleTable([rule()]).match("eth0", BCAST, 5001, SRC, is_broadcast=True) == ()
+
+
+def test_port_range_matches_inclusive_bounds_only() -> None:
+    table = RuleTable([rule(ports=((5000, 5010),))])
+    hits = [
+        p
+        for p in (4999, 5000, 5005, 5010, 5011)
+        if table.match("eth0", BCAST, p, SRC, is_broadcast=True)
+    ]
+    assert hits == [5000, 5005, 5010]
+
+
+def test_wide_port_range_matches_across_it() -> None:
+    table = RuleTable([rule(ports=((1024, 65535),)), rule("b", ports=((2000, 2000),))])
+    assert [r.name for r in table.match("eth0", BCAST, 2000, SRC, is_broadcast=True)] == ["r", "b"]
+    assert [r.name for r in table.match("eth0", BCAST, 65535, SRC, is_broadcast=True)] == ["r"]
+    assert table.match("eth0", BCAST, 1023, SRC, is_broadcast=True) == ()
+
+
+def test_multicast_to_group_and_port_matches() -> None:
+    r = rule(groups=(GROUP,), broadcast=False, ports=((22001, 22001),))
+    assert RuleTable([r]).match("eth0", ip(GROUP), 22001, SRC, is_broadcast=False) == (r,)
+
+
+def test_multicast_to_group_on_another_port_does_not_match() -> None:
+    r = rule(groups=(GROUP,), broadcast=False, ports=((22001, 22001),))
+    assert RuleTable([r]).match("eth0", ip(GROUP), 22002, SRC, is_broadcast=False) == ()
+
+
+def test_multicast_to_another_group_does_not_match() -> None:
+    r = rule(groups=(GROUP,), broadcast=False, ports=((22001, 22001),))
+    assert RuleTable([r]).match("eth0", ip("233.54.12.235"), 22001, SRC, is_broadcast=False) == ()
+
+
+def test_group_rule_without_broadcast_ignores_broadcast() -> None:
+    r = rule(groups=(GROUP,), broadcast=False)
+    assert RuleTable([r]).match("eth0", BCAST, 5000, SRC, is_broadcast=True) == ()
+
+
+def test_group_rule_with_broadcast_matches_both() -> None:
+    r = rule(groups=(GROUP,), broadcast=True)
+    table = RuleTable([r])
+    assert table.match("eth0", BCAST, 5000, SRC, is_broadcast=True) == (r,)
+    assert table.match("eth0", ip(GROUP), 5000, SRC, is_broadcast=False) == (r,)
+
+
+def test_broadcast_rule_does_not_match_a_non_broadcast_destination() -> None:
+    assert RuleTable([rule()]).match("eth0", ip("10.0.1.9"), 5000, SRC, is_broadcast=False) == ()
+
+
+def test_rule_is_one_way() -> None:
+    table = RuleTable([rule(ingress="eth0", egress=("eth2",))])
+    assert table.match("eth2", ip("10.0.2.255"), 5000, ip("10.0.2.5"), is_broadcast=True) == ()
+
+
+def test_allowed_source_matches_and_others_do_not() -> None:
+    table = RuleTable([rule(allow=("10.0.1.0/24",))])
+    assert table.match("eth0", BCAST, 5000, ip("10.0.1.200"), is_broadcast=True)
+    assert table.match("eth0", BCAST, 5000, ip("10.0.2.200"), is_broadcast=True) == ()
+
+
+def test_denied_source_does_not_match() -> None:
+    table = RuleTable([rule(deny=("10.0.1.66/32",))])
+    assert table.match("eth0", BCAST, 5000, ip("10.0.1.66"), is_broadcast=True) == ()
+    assert table.match("eth0", BCAST, 5000, ip("10.0.1.67"), is_broadcast=True)
+
+
+def test_deny_wins_over_allow() -> None:
+    r = rule(allow=("10.0.1.0/24",), deny=("10.0.1.64/30",))
+    assert not r.admits_source(ip("10.0.1.65"))
+    assert r.admits_source(ip("10.0.1.68"))
+
+
+def test_allow_everything_admits_any_source() -> None:
+    assert rule(allow=("0.0.0.0/0",)).admits_source(ip("192.0.2.1"))
+
+
+def test_overlapping_rules_union_egress_without_repeats() -> None:
+    a = rule("a", egress=("eth2", "eth3"))
+    b = rule("b", egress=("eth3", MESH), ports=((4000, 6000),))
+    egress, rules = RuleTable([a, b]).egress_for("eth0", BCAST, 5000, SRC, is_broadcast=True)
+    assert egress == ("eth2", "eth3", MESH)
+    assert rules == (a, b)
+
+
+def test_egress_union_depends_on_which_rules_admit_the_source() -> None:
+    a = rule("a", egress=("eth2",), allow=("10.0.1.0/25",))
+    b = rule("b", egress=("eth3",))
+    table = RuleTable([a, b])
+    assert table.egress_for("eth0", BCAST, 5000, ip("10.0.1.1"), is_broadcast=True) == (
+        ("eth2", "eth3"),
+        (a, b),
+    )
+    assert table.egress_for("eth0", BCAST, 5000, ip("10.0.1.200"), is_broadcast=True) == (
+        ("eth3",),
+        (b,),
+    )
+
+
+def test_egress_never_includes_the_ingress() -> None:
+    # Validation forbids it; the table still never sends a frame back where it came from.
+    table = RuleTable([rule(egress=("eth0", "eth2"))])
+    assert table.egress_for("eth0", BCAST, 5000, SRC, is_broadcast=True)[0] == ("eth2",)
+
+
+def test_no_match_gives_no_egress() -> None:
+    assert RuleTable([rule()]).egress_for("eth9", BCAST, 5000, SRC, is_broadcast=True) == ((), ())
+
+
+def test_index_agrees_with_a_scan_of_every_rule() -> None:
+    rng = random.Random(7)
+    groups = ["233.54.12.234", "239.1.1.1", "239.1.1.2"]
+    ifaces = ["eth0", "eth2", "eth3", MESH]
+    rules = []
+    for n in range(40):
+        ingress = rng.choice(ifaces)
+        ports = []
+        for _ in range(rng.randint(1, 3)):
+            first = rng.randint(4990, 5030)
+            ports.append((first, first + rng.choice((0, 0, 3, 200))))
+        rules.append(
+            rule(
+                f"r{n}",
+                ingress,
+                tuple(rng.sample([i for i in ifaces if i != ingress], 2)),
+                tuple(ports),
+                broadcast=rng.random() < 0.6,
+                groups=tuple(rng.sample(groups, rng.randint(0, 2))),
+                allow=("10.0.1.0/25",) if rng.random() < 0.2 else (),
+                deny=("10.0.1.8/29",) if rng.random() < 0.2 else (),
+            )
+        )
+    table = RuleTable(rules)
+    for _ in range(3000):
+        ingress = rng.choice(ifaces)
+        is_broadcast = rng.random() < 0.5
+        dst = BCAST if is_broadcast else ip(rng.choice([*groups, "239.9.9.9"]))
+        port = rng.randint(4980, 5240)
+        src = ip(rng.choice(["10.0.1.5", "10.0.1.10", "10.0.1.200"]))
+        expected = tuple(
+            r
+            for r in rules
+            if r.ingress == ingress
+            and any(p.first <= port <= p.last for p in r.ports)
+            and (r.broadcast if is_broadcast else dst in r.groups)
+            and r.admits_source(src)
+        )
+        assert table.match(ingress, dst, port, src, is_broadcast=is_broadcast) == expected
+
+
+def test_ingresses_and_interfaces_leave_out_the_mesh() -> None:
+    table = RuleTable(
+        [
+            rule("a", "eth0", ("eth2", MESH)),
+            rule("b", MESH, ("eth3",)),
+            rule("c", "eth2", ("eth0",)),
+        ]
+    )
+    assert table.ingresses() == ("eth0", "eth2")
+    assert table.interfaces() == ("eth0", "eth2", "eth3")
+    assert table.uses_mesh() is True
+
+
+def test_table_without_mesh_rules_does_not_use_the_mesh() -> None:
+    assert RuleTable([rule()]).uses_mesh() is False
+
+
+def test_groups_on_lists_the_groups_to_join_per_ingress() -> None:
+    table = RuleTable(
+        [
+            rule("a", groups=("239.1.1.1", GROUP), broadcast=False),
+            rule("b", groups=(GROUP,), broadcast=False),
+            rule("c", "eth2", ("eth0",), groups=("239.2.2.2",), broadcast=False),
+        ]
+    )
+    assert table.groups_on("eth0") == (ip(GROUP), ip("239.1.1.1"))
+    assert table.groups_on("eth2") == (ip("239.2.2.2"),)
+    assert table.groups_on("eth3") == ()
+
+
+def test_capture_needs_merge_overlapping_and_adjacent_ranges() -> None:
+    table = RuleTable(
+        [
+            rule("a", ports=((5000, 5004), (6000, 6000))),
+            rule("b", ports=((5005, 5010), (5003, 5003))),
+            rule("c", ports=((22001, 22001),), groups=(GROUP,), broadcast=False),
+            rule("d", ports=((22000, 22001),), groups=(GROUP, "224.1.1.1"), broadcast=False),
+            rule("e", "eth2", ("eth0",), ports=((9, 9),)),
+        ]
+    )
+    assert table.capture_needs("eth0") == (
+        ((5000, 5010), (6000, 6000)),
+        ((ip("224.1.1.1"), ((22000, 22001),)), (ip(GROUP), ((22000, 22001),))),
+    )
+
+
+def test_capture_needs_of_an_unused_interface_are_empty() -> None:
+    assert RuleTable([rule()]).capture_needs("eth7") == ((), ())
+
+
+# --- printout ---------------------------------------------------------------------------------
+
+
+def golden_rules() -> tuple[Rule, ...]:
+    rules = load_rules_yaml(EXAMPLE.read_text(), "examples/rules-fire-truck.yaml")
+    return (
+        *rules,
+        *parse_rules_text(
+            "sensors from eth2 to eth0,eth3 port 6000-6010,6100 allow 10.0.2.0/24 deny 10.0.2.9;"
+            "both from eth3 to mesh group 239.1.1.1,239.1.1.2 port 30000 broadcast",
+            "env RULES",
+        ),
+        *snowsignal_rules("eth1", 5076),
+    )
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if REGEN:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert text == path.read_text()
+
+
+def test_rule_table_matches_the_golden_file() -> None:
+    check_golden("table.txt", format_rule_table(golden_rules()))
+
+
+def test_rule_table_is_deterministic() -> None:
+    assert format_rule_table(golden_rules()) == format_rule_table(golden_rules())
+
+
+def test_empty_rule_table_says_nothing_is_relayed() -> None:
+    assert format_rule_table([]) == (
+        "NAME  FROM  TO  MATCH  SOURCES  ORIGIN\n(no rules: nothing is relayed)\n"
+    )
