@@ -1,0 +1,379 @@
+"""The relay's decisions: captured frames and mesh datagrams in, actions out.
+
+Owns: classification of what was captured or received, rule matching, loop prevention (own and
+peer relay MACs, the segment election, the duplicate window), frame rewriting for each egress,
+envelope coding, and the counters. It must not own sockets, read the clock or sleep: time is
+passed in as `now`, and the service turns the returned actions into system calls.
+
+Loop prevention, layer by layer:
+- the capture socket ignores our own transmissions (PACKET_IGNORE_OUTGOING, in capture.py);
+- a frame whose Ethernet source is one of our MACs, or the MAC of another crosscast relay seen
+  on that segment, is never relayed (relays re-emit with their own MAC, so this catches them);
+- relays on one segment find each other with probe frames (EtherType 0x88B5, the IEEE local
+  experimental type) and elect the one with the lowest id to forward for that segment, so two
+  relays on a segment give one copy, not two, in every other segment;
+- a short duplicate window keyed on the frame's fingerprint (source, IP id, ports, payload)
+  drops a frame that was just emitted to, or captured on, the segment it would go to; and
+  crosscast envelopes carry (origin, sequence) so a datagram seen twice is relayed once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from crosscast.envelope import (
+    CROSSCAST_MAGIC,
+    KIND_FRAME,
+    KIND_PROBE,
+    SNOWSIGNAL_MAGIC,
+    CrosscastCodec,
+    Envelope,
+    EnvelopeError,
+    SequenceCounter,
+    decode_snowsignal,
+    encode_snowsignal,
+)
+from crosscast.frames import (
+    BROADCAST_MAC,
+    ETH_HLEN,
+    ETH_P_CROSSCAST_PROBE,
+    LIMITED_BROADCAST,
+    FrameError,
+    UdpFrame,
+    broadcast_address,
+    fingerprint,
+    is_multicast,
+    looks_like_directed_broadcast,
+    multicast_mac,
+    parse_udp_frame,
+    rewrite_for_egress,
+)
+from crosscast.rules import MESH, RuleTable
+
+log = logging.getLogger(__name__)
+
+PROBE_INTERVAL = 5.0  # seconds between segment probes
+PROBE_HOLD = 3 * PROBE_INTERVAL  # a relay not heard for this long has left the segment
+DUPLICATE_WINDOW = 1.0  # seconds; identical frames inside it are one frame
+DUPLICATE_CAPACITY = 65536  # entries; bounds memory under a flood of distinct frames
+_ETHERTYPE = slice(12, 14)
+_PROBE_ETHERTYPE = ETH_P_CROSSCAST_PROBE.to_bytes(2, "big")
+
+
+@dataclass(frozen=True, slots=True)
+class Interface:
+    """What the engine needs to know of one local interface."""
+
+    name: str
+    mac: bytes
+    address: int | None = None
+    prefix_len: int | None = None
+
+    @property
+    def broadcast(self) -> int | None:
+        if self.address is None or self.prefix_len is None:
+            return None
+        return broadcast_address(self.address, self.prefix_len)
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """Write `frame` on interface `interface`."""
+
+    interface: str
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ToMesh:
+    """Send `datagram` to every current peer."""
+
+    datagram: bytes
+
+
+Action = Emit | ToMesh
+
+
+class DuplicateWindow:
+    """Keys remembered for `window` seconds, oldest first, at most `capacity` of them."""
+
+    def __init__(self, window: float = DUPLICATE_WINDOW, capacity: int = DUPLICATE_CAPACITY):
+        self._window = window
+        self._capacity = capacity
+        self._expiry: OrderedDict[object, float] = OrderedDict()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._expiry
+
+    def expire(self, now: float) -> None:
+        expiry = self._expiry
+        while expiry:
+            key, when = next(iter(expiry.items()))
+            if when > now and len(expiry) <= self._capacity:
+                break
+            del expiry[key]
+
+    def add(self, key: object, now: float) -> None:
+        self._expiry[key] = now + self._window
+        self._expiry.move_to_end(key)
+
+
+class Relay:
+    """One relay's state machine. Feed it with on_capture / on_mesh / on_tick."""
+
+    def __init__(
+        self,
+        *,
+        rules: RuleTable,
+        interfaces: Mapping[str, Interface],
+        relay_id: int,
+        mesh_port: int,
+        mesh_format: str = "crosscast",
+        codec: CrosscastCodec | None = None,
+    ) -> None:
+        self.rules = rules
+        self.interfaces = dict(interfaces)
+        self.relay_id = relay_id
+        self.mesh_port = mesh_port
+        self.mesh_format = mesh_format
+        self.codec = codec or CrosscastCodec(None)
+        self.counters: Counter[tuple[str, ...]] = Counter()
+        self._seq = SequenceCounter()
+        self._recent = DuplicateWindow()
+        # segment election: interface -> {relay id: (mac, last heard)}
+        self._segment: dict[str, dict[int, tuple[bytes, float]]] = {n: {} for n in interfaces}
+        self._relay_macs: dict[bytes, float] = {}
+        self._next_probe = 0.0
+        self._debug = log.isEnabledFor(logging.DEBUG)
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    def on_capture(
+        self, iface: str, frame: bytes, now: float, *, csum_partial: bool = False
+    ) -> list[Action]:
+        """A frame the kernel filter passed on `iface`."""
+        self.counters["captured", iface] += 1
+        if frame[_ETHERTYPE] == _PROBE_ETHERTYPE:
+            return self._on_probe(iface, frame, now)
+        try:
+            f = parse_udp_frame(frame)
+        except FrameError as e:
+            return self._drop(e.reason, iface)
+        if f.src_mac in self._relay_macs or f.src_mac == self.interfaces[iface].mac:
+            return self._drop("relay-mac", iface)
+        if not self._is_designated(iface, now):
+            return self._drop("standby", iface)
+        ingress = self.interfaces[iface]
+        if f.dst_ip == LIMITED_BROADCAST or f.dst_ip == ingress.broadcast:
+            is_broadcast = True
+        elif is_multicast(f.dst_ip):
+            is_broadcast = False
+        else:
+            return self._drop("not-broadcast", iface)
+        key = fingerprint(f)
+        if (iface, key) in self._recent:
+            return self._drop("duplicate", iface)
+        self._recent.add((iface, key), now)
+        egress, matched = self.rules.egress_for(
+            iface, f.dst_ip, f.dst_port, f.src_ip, is_broadcast=is_broadcast
+        )
+        if not egress:
+            return self._drop("no-rule", iface)
+        for rule in matched:
+            self.counters["rule", rule.name] += 1
+        actions: list[Action] = []
+        for out in egress:
+            if out == MESH:
+                actions.append(ToMesh(self._encode(self._complete(f, csum_partial), now)))
+            else:
+                actions.extend(self._emit(out, f, key, now, csum_partial=csum_partial))
+        return actions
+
+    def on_mesh(self, data: bytes, now: float, *, from_self: bool = False) -> list[Action]:
+        """A datagram from a current peer (the caller drops non-peers as 'not-peer')."""
+        self.counters["mesh_received",] += 1
+        magic = data[:2]
+        try:
+            if magic == CROSSCAST_MAGIC:
+                env = self.codec.decode(data, now)
+                if env.kind != KIND_FRAME:
+                    return self._drop("bad-kind", MESH)
+                if (env.origin, env.seq) in self._recent:
+                    return self._drop("duplicate", MESH)
+                self._recent.add((env.origin, env.seq), now)
+                from_self = from_self or env.origin == self.relay_id
+                frame = env.body
+            elif magic == SNOWSIGNAL_MAGIC and not self.codec.authenticated:
+                frame = decode_snowsignal(data)
+            else:
+                return self._drop(
+                    "unauthenticated" if magic == SNOWSIGNAL_MAGIC else "bad-magic", MESH
+                )
+            f = parse_udp_frame(frame)
+        except (EnvelopeError, FrameError) as e:
+            return self._drop(e.reason, MESH)
+        if f.dst_mac == BROADCAST_MAC and (
+            f.dst_ip == LIMITED_BROADCAST or looks_like_directed_broadcast(f.dst_ip)
+        ):
+            is_broadcast = True
+        elif is_multicast(f.dst_ip) and f.dst_mac == multicast_mac(f.dst_ip):
+            is_broadcast = False
+        else:
+            return self._drop("not-broadcast", MESH)
+        egress, matched = self.rules.egress_for(
+            MESH, f.dst_ip, f.dst_port, f.src_ip, is_broadcast=is_broadcast
+        )
+        if not egress:
+            return self._drop("no-rule", MESH)
+        for rule in matched:
+            self.counters["rule", rule.name] += 1
+        key = fingerprint(f)
+        actions: list[Action] = []
+        for out in egress:
+            if out == MESH:
+                continue  # validation forbids mesh -> mesh; never re-flood the mesh
+            if not self._is_designated(out, now):
+                self._drop("standby", out)
+            elif (out, key) in self._recent and not from_self:
+                self._drop("duplicate", out)
+            else:
+                actions.extend(self._emit(out, f, key, now))
+        return actions
+
+    def on_tick(self, now: float) -> list[Action]:
+        """Housekeeping, called about once a second: expiries and periodic probes."""
+        self._recent.expire(now)
+        for peers in self._segment.values():
+            for rid in [r for r, (_, heard) in peers.items() if now - heard > PROBE_HOLD]:
+                del peers[rid]
+        for mac in [m for m, heard in self._relay_macs.items() if now - heard > PROBE_HOLD]:
+            del self._relay_macs[mac]
+        if now < self._next_probe:
+            return []
+        self._next_probe = now + PROBE_INTERVAL
+        return [self._probe(name, now) for name in self.interfaces]
+
+    def update_interface(self, iface: Interface) -> None:
+        """An interface came back, maybe with a new MAC or address."""
+        self.interfaces[iface.name] = iface
+        self._segment.setdefault(iface.name, {})
+
+    def segment_peers(self, iface: str) -> dict[int, bytes]:
+        """The other relays heard on `iface`: relay id -> MAC."""
+        return {rid: mac for rid, (mac, _) in self._segment[iface].items()}
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _drop(self, reason: str, where: str) -> list[Action]:
+        self.counters["dropped", reason] += 1
+        if self.counters["dropped", reason] == 1:
+            log.warning(
+                "dropped a frame (%s) on %s; further drops are counted, not logged", reason, where
+            )
+        elif self._debug:
+            log.debug("dropped a frame (%s) on %s", reason, where)
+        return []
+
+    def _is_designated(self, iface: str, now: float) -> bool:
+        peers = self._segment[iface]
+        return not peers or all(
+            self.relay_id < rid for rid, (_, heard) in peers.items() if now - heard <= PROBE_HOLD
+        )
+
+    def _complete(self, f: UdpFrame, csum_partial: bool) -> bytes:
+        if not csum_partial:
+            return f.frame
+        return rewrite_for_egress(f, src_mac=f.src_mac, fix_udp_checksum=True)
+
+    def _emit(
+        self, out: str, f: UdpFrame, key: bytes, now: float, *, csum_partial: bool = False
+    ) -> list[Action]:
+        egress = self.interfaces[out]
+        if is_multicast(f.dst_ip):
+            dst_mac, dst_ip = multicast_mac(f.dst_ip), None
+        else:
+            dst_mac = BROADCAST_MAC
+            # A directed broadcast of the source segment is dropped on this one (the receivers
+            # count it in IpInAddrErrors): it becomes this segment's broadcast address.
+            keep = f.dst_ip == LIMITED_BROADCAST or egress.broadcast is None
+            dst_ip = None if keep else egress.broadcast
+            if dst_ip is None and f.dst_ip != LIMITED_BROADCAST:
+                dst_ip = LIMITED_BROADCAST
+        frame = rewrite_for_egress(
+            f,
+            src_mac=egress.mac,
+            dst_mac=dst_mac,
+            dst_ip=dst_ip,
+            ttl=max(1, f.ttl - 1),
+            fix_udp_checksum=csum_partial,
+        )
+        self._recent.add((out, key), now)
+        self.counters["emitted", out] += 1
+        if self._debug:
+            log.debug("relayed %s:%d -> %s (%d bytes)", _ip(f.src_ip), f.dst_port, out, len(frame))
+        return [Emit(out, frame)]
+
+    def _encode(self, frame: bytes, now: float) -> bytes:
+        if self.mesh_format == "snowsignal":
+            return encode_snowsignal(frame)
+        return self.codec.encode(self._envelope(KIND_FRAME, frame, now))
+
+    def _envelope(self, kind: int, body: bytes, now: float) -> Envelope:
+        return Envelope(
+            kind=kind,
+            origin=self.relay_id,
+            seq=self._seq.next(),
+            hops=0,
+            timestamp_ms=int(now * 1000),
+            body=body,
+        )
+
+    def _probe(self, iface: str, now: float) -> Emit:
+        # The body names our mesh port: relays of another mesh on this segment do not elect us.
+        body = self.codec.encode(self._envelope(KIND_PROBE, self.mesh_port.to_bytes(2, "big"), now))
+        mac = self.interfaces[iface].mac
+        return Emit(iface, BROADCAST_MAC + mac + _PROBE_ETHERTYPE + body)
+
+    def _on_probe(self, iface: str, frame: bytes, now: float) -> list[Action]:
+        try:
+            env = self.codec.decode(frame[ETH_HLEN:], now)
+        except EnvelopeError as e:
+            return self._drop(f"probe-{e.reason}", iface)
+        if env.kind != KIND_PROBE or env.body[:2] != self.mesh_port.to_bytes(2, "big"):
+            return []
+        if env.origin == self.relay_id:
+            # Two of our own interfaces on one segment: every relayed frame would loop back.
+            self.counters["own-probe-heard", iface] += 1
+            return self._drop("own-probe", iface)
+        mac = frame[6:12]
+        peers = self._segment[iface]
+        is_new = env.origin not in peers
+        peers[env.origin] = (mac, now)
+        self._relay_macs[mac] = now
+        if is_new:
+            log.info(
+                "relay %016x (%s) shares segment %s; %s forwards for it",
+                env.origin,
+                mac.hex(":"),
+                iface,
+                "we" if self._is_designated(iface, now) else "it",
+            )
+            return [self._probe(iface, now)]  # answer at once, so it learns us too
+        return []
+
+
+def _ip(value: int) -> str:
+    return ".".join(str(b) for b in value.to_bytes(4, "big"))
+
+
+def monotonic_now() -> float:
+    """The clock the service feeds the engine with (wall time: envelopes carry timestamps)."""
+    return time.time()
+
+
+def ordered_unique(names: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(names))

@@ -1,0 +1,58 @@
+"""The mesh socket: one UDP socket on the mesh port, to and from the other relays.
+
+Owns that socket and nothing else: it reads datagrams (draining on each wake-up) and writes
+one datagram to each peer. Whether a datagram is acceptable is the engine's business; whether
+its sender is a current peer is checked here, before the engine spends anything on it.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections import Counter
+from collections.abc import Iterable
+
+from crosscast.capture import DRAIN_LIMIT, SO_RCVBUFFORCE, StartupError, _set_buffer
+
+MAX_DATAGRAM = 65535
+
+
+class MeshSocket:
+    def __init__(self, port: int, rcvbuf: int) -> None:
+        self.port = port
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self.sock.bind(("0.0.0.0", port))
+        except OSError as e:
+            self.sock.close()
+            raise StartupError(f"cannot listen on mesh port {port}/udp: {e.strerror}") from None
+        _set_buffer(self.sock, SO_RCVBUFFORCE, socket.SO_RCVBUF, rcvbuf)
+        self.sock.setblocking(False)
+        self.counters: Counter[tuple[str, ...]] = Counter()
+
+    def receive(self) -> list[tuple[bytes, str]]:
+        out = []
+        recvfrom = self.sock.recvfrom
+        for _ in range(DRAIN_LIMIT):
+            try:
+                data, (host, _port) = recvfrom(MAX_DATAGRAM)
+            except BlockingIOError:
+                break
+            except OSError:
+                # An ICMP error for an earlier send (peer gone) surfaces on the next receive.
+                self.counters["mesh_send_errors", "?"] += 1
+                continue
+            out.append((data, host))
+        return out
+
+    def send(self, datagram: bytes, peers: Iterable[str]) -> None:
+        sendto = self.sock.sendto
+        for peer in peers:
+            try:
+                sendto(datagram, (peer, self.port))
+            except OSError:
+                self.counters["mesh_send_errors", peer] += 1
+            else:
+                self.counters["mesh_sent", peer] += 1
+
+    def close(self) -> None:
+        self.sock.close()

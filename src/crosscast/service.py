@@ -1,0 +1,344 @@
+"""The relay's composition root: settings -> sockets + engine -> supervised tasks -> exit code.
+
+Owns start-up (fail fast with one line and status 2), the event loop (uvloop when installed),
+the readers that drain each socket on every wake-up, supervision of the periodic tasks, health,
+and an orderly shutdown on SIGTERM/SIGINT (status 0). Everything it decides per packet, it asks
+the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+
+from crosscast import metrics
+from crosscast import settings as config
+from crosscast.bpf import CaptureSpec, capture_program
+from crosscast.capture import PacketPort, StartupError, own_addresses, read_interface
+from crosscast.engine import Action, Emit, Interface, Relay
+from crosscast.envelope import CrosscastCodec
+from crosscast.frames import LIMITED_BROADCAST
+from crosscast.mesh import MeshSocket
+from crosscast.peers import Discovery, DnsResolver
+from crosscast.rules import RuleTable, format_rule_table, validate_rules
+
+log = logging.getLogger("crosscast")
+
+TICK = 1.0  # seconds between housekeeping ticks (probes, expiries)
+WATCH = 2.0  # seconds between checks that each interface is still the one we opened
+RESTART_DELAY = 1.0  # seconds before a crashed task is started again
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def _ip(value: int | None) -> str:
+    return "-" if value is None else socket.inet_ntoa(value.to_bytes(4, "big"))
+
+
+class Runtime:
+    """The open sockets, the engine and the tasks of one running relay."""
+
+    def __init__(self, settings: config.RelaySettings) -> None:
+        self.settings = settings
+        self.table = RuleTable(settings.rules)
+        self.counters: Counter[tuple[str, ...]] = Counter()
+        self.ports: dict[str, PacketPort] = {}
+        self.mesh: MeshSocket | None = None
+        self.down: set[str] = set()  # tasks or sockets not running: health fails while non-empty
+        interfaces = {name: read_interface(name) for name in settings.interfaces}
+        self.relay = Relay(
+            rules=self.table,
+            interfaces=interfaces,
+            relay_id=secrets.randbits(64),
+            mesh_port=settings.mesh_port,
+            mesh_format=settings.mesh_format,
+            codec=CrosscastCodec(settings.mesh_secret),
+        )
+        self.own = set(own_addresses())
+        first = interfaces[settings.interfaces[0]] if settings.interfaces else None
+        self_address = _ip(first.address) if first and first.address is not None else None
+        self.discovery = Discovery(
+            settings.peer_names,
+            own_addresses,
+            DnsResolver(),
+            lambda: self_address,
+        )
+        try:
+            for iface in interfaces.values():
+                self.ports[iface.name] = self._open_port(iface)
+            if settings.uses_mesh:
+                self.mesh = MeshSocket(settings.mesh_port, settings.rcvbuf)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_port(self, iface: Interface) -> PacketPort:
+        ports, groups = self.table.capture_needs(iface.name)
+        addrs = (
+            (LIMITED_BROADCAST,)
+            if iface.broadcast is None
+            else (LIMITED_BROADCAST, iface.broadcast)
+        )
+        spec = CaptureSpec(broadcast_ports=ports, broadcast_addrs=addrs, groups=groups)
+        return PacketPort.open(
+            iface.name,
+            capture_program(spec),
+            self.table.groups_on(iface.name),
+            self.settings.rcvbuf,
+        )
+
+    def close(self) -> None:
+        for port in self.ports.values():
+            port.close()
+        self.ports.clear()
+        if self.mesh is not None:
+            self.mesh.close()
+
+    # -- per-packet paths (loop.add_reader callbacks) ----------------------------------------
+
+    def _execute(self, actions: Sequence[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Emit):
+                port = self.ports.get(action.interface)
+                try:
+                    if port is None:
+                        raise OSError("interface not open")
+                    port.send(action.frame)
+                except OSError:
+                    self.counters["send_errors", action.interface] += 1
+            elif self.mesh is not None:
+                self.mesh.send(action.datagram, self.discovery.peers)
+
+    def on_port_readable(self, port: PacketPort) -> None:
+        try:
+            frames = port.receive()
+        except OSError as e:
+            # ENETDOWN once when the link goes down; the kernel re-hooks the socket when it
+            # comes back. A deleted interface is noticed by the watcher, which re-opens.
+            self.counters["dropped", f"capture-{errno_name(e)}"] += 1
+            return
+        now = time.time()
+        for frame, partial in frames:
+            try:
+                self._execute(self.relay.on_capture(port.name, frame, now, csum_partial=partial))
+            except Exception:  # noqa: BLE001 -- a packet must never kill the relay; counted
+                self._internal_error("capture")
+
+    def on_mesh_readable(self) -> None:
+        assert self.mesh is not None
+        peers = self.discovery.peers
+        now = time.time()
+        for data, host in self.mesh.receive():
+            if host not in peers:
+                self.counters["dropped", "not-peer"] += 1
+                continue
+            try:
+                self._execute(self.relay.on_mesh(data, now, from_self=host in self.own))
+            except Exception:  # noqa: BLE001 -- a datagram must never kill the relay; counted
+                self._internal_error("mesh")
+
+    def _internal_error(self, where: str) -> None:
+        self.counters["internal_errors", where] += 1
+        if self.counters["internal_errors", where] == 1:
+            log.exception("unexpected error in the %s path (counted; the relay goes on)", where)
+
+    # -- supervised tasks --------------------------------------------------------------------
+
+    async def _supervise(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            try:
+                await body()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.down.add(name)
+                self.counters["internal_errors", name] += 1
+                log.exception("task %s failed; restarting in %g s", name, RESTART_DELAY)
+                await asyncio.sleep(RESTART_DELAY)
+                self.down.discard(name)
+
+    async def _ticks(self) -> None:
+        while True:
+            self._execute(self.relay.on_tick(time.time()))
+            await asyncio.sleep(TICK)
+
+    async def _discover(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.discovery_interval)
+            change = await self.discovery.refresh()
+            if change.added or change.removed:
+                self.own = set(own_addresses())
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(WATCH)
+            for name, port in list(self.ports.items()) + [(n, None) for n in self.down_ports()]:
+                try:
+                    index = socket.if_nametoindex(name)
+                except OSError:
+                    index = None
+                if port is not None and index == port.index:
+                    continue
+                if port is not None:
+                    loop.remove_reader(port.sock.fileno())
+                    port.close()
+                    del self.ports[name]
+                    self.down.add(f"capture {name}")
+                    log.warning("interface %s went away; waiting for it to come back", name)
+                if index is None:
+                    continue
+                try:
+                    iface = read_interface(name)
+                    new = self._open_port(iface)
+                except (StartupError, OSError) as e:
+                    log.warning("cannot re-open %s yet: %s", name, e)
+                    continue
+                self.relay.update_interface(iface)
+                self.ports[name] = new
+                loop.add_reader(new.sock.fileno(), self.on_port_readable, new)
+                self.down.discard(f"capture {name}")
+                log.info("interface %s is back; capturing again", name)
+
+    async def _serve_metrics(self) -> None:
+        port = self.settings.metrics_port
+        assert port is not None
+        await metrics.serve(self.settings.metrics_address, port, self.metrics_text, self.health)
+
+    def down_ports(self) -> list[str]:
+        return [n for n in self.settings.interfaces if n not in self.ports]
+
+    def health(self) -> tuple[bool, str]:
+        if self.down:
+            return False, "not running: " + ", ".join(sorted(self.down))
+        return True, "ok"
+
+    def metrics_text(self) -> str:
+        sources = [self.counters, self.relay.counters]
+        if self.mesh is not None:
+            sources.append(self.mesh.counters)
+        gauges = {
+            "crosscast_peers": float(len(self.discovery.peers)),
+            "crosscast_up": 1.0 if not self.down else 0.0,
+        }
+        return metrics.render(sources, gauges)
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        for port in self.ports.values():
+            loop.add_reader(port.sock.fileno(), self.on_port_readable, port)
+        if self.mesh is not None:
+            loop.add_reader(self.mesh.sock.fileno(), self.on_mesh_readable)
+            await self.discovery.refresh()
+        ports = ", ".join(
+            f"{p.name} ({_ip(self.relay.interfaces[p.name].address)})" for p in self.ports.values()
+        )
+        peers = " ".join(sorted(self.discovery.peers)) or "none yet"
+        log.info(
+            "ready: relay %016x on %s; mesh %s; peers: %s",
+            self.relay.relay_id,
+            ports,
+            f"{self.settings.mesh_format} on port {self.mesh.port}" if self.mesh else "off",
+            peers,
+        )
+        async with asyncio.TaskGroup() as tg:
+            tasks = [
+                tg.create_task(self._supervise("ticks", self._ticks)),
+                tg.create_task(self._supervise("interface watch", self._watch)),
+            ]
+            if self.mesh is not None:
+                tasks.append(tg.create_task(self._supervise("discovery", self._discover)))
+            if self.settings.metrics_port:
+                tasks.append(tg.create_task(self._supervise("metrics", self._serve_metrics)))
+            await stop.wait()
+            log.info("stopping")
+            for task in tasks:
+                task.cancel()
+        for port in self.ports.values():
+            loop.remove_reader(port.sock.fileno())
+        if self.mesh is not None:
+            loop.remove_reader(self.mesh.sock.fileno())
+
+
+def errno_name(e: OSError) -> str:
+    import errno
+
+    return errno.errorcode.get(e.errno or 0, "oserror").lower()
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def check(settings: config.RelaySettings) -> int:
+    """--check: the effective settings with their origins, the rule table, the problems."""
+    present = {name for _, name in socket.if_nameindex()}
+    problems = validate_rules(
+        settings.rules,
+        interfaces=present,
+        mesh_port=settings.mesh_port if settings.uses_mesh else None,
+    )
+    print("settings:")
+    for line in config.describe(settings):
+        print(f"  {line}")
+    print("rules:")
+    for line in format_rule_table(settings.rules).splitlines():
+        print(f"  {line}")
+    for problem in problems:
+        print(f"crosscast: {problem}", file=sys.stderr)
+    print("configuration ok" if not problems else f"{len(problems)} problem(s)")
+    return 0 if not problems else 2
+
+
+def main(argv: Sequence[str]) -> int:
+    try:
+        settings = config.load(argv, os.environ)
+    except config.SettingsError as e:
+        for problem in e.problems:
+            print(f"crosscast relay: {problem}", file=sys.stderr)
+        return 2
+    if settings.check:
+        return check(settings)
+    _configure_logging(settings.log_level)
+    try:
+        runtime = Runtime(settings)
+    except StartupError as e:
+        print(f"crosscast relay: {e}", file=sys.stderr)
+        return 2
+    for line in config.describe(settings):
+        log.info("setting %s", line)
+    for line in format_rule_table(settings.rules).splitlines():
+        log.info("rule %s", line)
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(runtime.serve())
+    except KeyboardInterrupt:
+        pass  # a second Ctrl-C during shutdown
+    finally:
+        with contextlib.suppress(OSError):
+            runtime.close()
+    return 0

@@ -1,0 +1,337 @@
+"""The relay's settings: one validated, frozen object, made at the edge.
+
+This is the only module that reads the environment (through ConfigArgParse, which is handed
+the environment explicitly so tests pass their own). Precedence: CLI > env > config file >
+defaults. SnowSignal's flags, env vars and defaults are accepted unchanged; they are the
+one-rule-pair case of crosscast's forwarding rules.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import configargparse
+
+from crosscast.envelope import load_secret
+from crosscast.rules import (
+    MESH,
+    Rule,
+    RuleError,
+    load_rules_yaml,
+    parse_rule_text,
+    parse_rules_text,
+    snowsignal_rules,
+    validate_rules,
+)
+
+MESH_FORMATS = ("crosscast", "snowsignal")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+DEFAULT_RCVBUF = 4 * 1024 * 1024  # bytes; a burst of ~2,800 full-size frames per socket
+
+
+class SettingsError(ValueError):
+    """A local mistake in the configuration: one line per problem, exit status 2."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    rules: tuple[Rule, ...]
+    mesh_port: int = 7124
+    mesh_format: str = "crosscast"
+    mesh_secret: bytes | None = None
+    other_relays: tuple[str, ...] = ()
+    service_name: str | None = None
+    discovery_interval: float = 10.0
+    log_level: str = "info"
+    metrics_port: int | None = None
+    metrics_address: str = "127.0.0.1"
+    rcvbuf: int = DEFAULT_RCVBUF
+    check: bool = False
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def interfaces(self) -> tuple[str, ...]:
+        """Every interface some rule captures on or emits to, in first-use order."""
+        seen: dict[str, None] = {}
+        for rule in self.rules:
+            for name in (rule.ingress, *rule.egress):
+                if name != MESH:
+                    seen.setdefault(name, None)
+        return tuple(seen)
+
+    @property
+    def uses_mesh(self) -> bool:
+        return any(r.ingress == MESH or MESH in r.egress for r in self.rules)
+
+    @property
+    def peer_names(self) -> tuple[str, ...]:
+        """What discovery resolves: the static relays, then Swarm's tasks.<SERVICENAME>."""
+        names = self.other_relays
+        return (*names, f"tasks.{self.service_name}") if self.service_name else names
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is out of range 1-65535")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be positive")
+    return value
+
+
+class _Parser(configargparse.ArgParser):  # type: ignore[misc]
+    """An ArgumentParser whose errors are one line, raised instead of printed."""
+
+    def error(self, message: str) -> Any:
+        raise SettingsError([message])
+
+
+def build_parser() -> configargparse.ArgParser:
+    p = _Parser(
+        prog="crosscast relay",
+        description="Relay UDP broadcast and multicast between interfaces and a mesh of relays.",
+        args_for_setting_config_path=["-c", "--config"],
+        config_arg_help_message="config file (key = value lines; CLI > env > file > defaults)",
+    )
+    snow = p.add_argument_group("SnowSignal-compatible options")
+    snow.add_argument(
+        "-t",
+        "--target-interface",
+        env_var="TARGET_INTERFACE",
+        default="eth0",
+        help="interface to capture on and rebroadcast to (default: eth0)",
+    )
+    snow.add_argument(
+        "-b",
+        "--broadcast-port",
+        env_var="BDCAST_PORT",
+        type=_port,
+        default=5076,
+        help="UDP port whose broadcasts are relayed (default: 5076)",
+    )
+    snow.add_argument(
+        "-m",
+        "--mesh-port",
+        env_var="MESH_PORT",
+        type=_port,
+        default=7124,
+        help="UDP port of the mesh between relays (default: 7124)",
+    )
+    snow.add_argument(
+        "--other-relays",
+        nargs="+",
+        default=[],
+        metavar="HOST",
+        help="other relays (addresses or names); none and no SERVICENAME: talk to self",
+    )
+    snow.add_argument(
+        "-ll",
+        "--log-level",
+        env_var="LOGLEVEL",
+        choices=LOG_LEVELS,
+        default="info",
+        help="logging level (default: info)",
+    )
+    snow.add_argument(
+        "--service-name",
+        env_var="SERVICENAME",
+        default=None,
+        help="Swarm service name: peers are found as tasks.<name> in DNS",
+    )
+    mesh = p.add_argument_group("mesh")
+    mesh.add_argument(
+        "--mesh-format",
+        env_var="MESH_FORMAT",
+        choices=MESH_FORMATS,
+        default="crosscast",
+        help="wire format to peers: crosscast (default) or snowsignal",
+    )
+    mesh.add_argument(
+        "--mesh-secret-file",
+        env_var="MESH_SECRET_FILE",
+        default=None,
+        metavar="PATH",
+        help="shared secret: authenticate the mesh (HMAC-SHA256)",
+    )
+    mesh.add_argument(
+        "--discovery-interval",
+        env_var="DISCOVERY_INTERVAL",
+        type=_positive,
+        default=10.0,
+        metavar="SECONDS",
+        help="how often peer names are resolved again (default: 10)",
+    )
+    rules = p.add_argument_group("forwarding rules (replace the SnowSignal pair when given)")
+    rules.add_argument(
+        "--rule",
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="'NAME from IF to IF[,IF|mesh] port P[,LO-HI] [group G] "
+        "[broadcast] [allow CIDR] [deny CIDR]' (repeatable)",
+    )
+    rules.add_argument(
+        "--rules",
+        env_var="RULES",
+        default=None,
+        metavar="RULES",
+        help="several rules in the same syntax, separated by ';'",
+    )
+    rules.add_argument(
+        "--rules-file",
+        env_var="RULES_FILE",
+        default=None,
+        metavar="PATH",
+        help="YAML file of rules",
+    )
+    ops = p.add_argument_group("operation")
+    ops.add_argument(
+        "--metrics-port",
+        env_var="METRICS_PORT",
+        type=_port,
+        default=None,
+        help="serve /metrics and /healthz over HTTP on this port",
+    )
+    ops.add_argument(
+        "--metrics-address",
+        env_var="METRICS_ADDRESS",
+        default="127.0.0.1",
+        help="address the metrics server binds (default: 127.0.0.1)",
+    )
+    ops.add_argument(
+        "--rcvbuf",
+        env_var="RCVBUF",
+        type=int,
+        default=DEFAULT_RCVBUF,
+        metavar="BYTES",
+        help="receive buffer of each socket (default: 4 MiB)",
+    )
+    ops.add_argument(
+        "--check",
+        action="store_true",
+        help="validate the configuration, print the rule table and exit",
+    )
+    return p
+
+
+def _sources(parser: configargparse.ArgParser, argv: Sequence[str]) -> dict[str, str]:
+    """Which layer each setting came from: 'command line', 'env NAME' or 'config file PATH'."""
+    out: dict[str, str] = {}
+    for source, settings in parser.get_source_to_settings_dict().items():
+        kind, _, where = source.partition("|")
+        for key, (action, _value) in settings.items():
+            if action is None:
+                continue
+            if kind == "environment_variables":
+                out[action.dest] = f"env {key}"
+            elif kind == "config_file":
+                out[action.dest] = f"config file {where}"
+    flags = {arg.split("=", 1)[0] for arg in argv if arg.startswith("-")}
+    for action in parser._actions:
+        if flags.intersection(action.option_strings):
+            out[action.dest] = "command line"
+    return out
+
+
+def load(argv: Sequence[str], environ: Mapping[str, str]) -> RelaySettings:
+    """Parse CLI + env + file into settings; raises SettingsError with one line per problem."""
+    parser = build_parser()
+    ns = parser.parse_args(list(argv), env_vars=dict(environ))
+    problems: list[str] = []
+    rules: list[Rule] = []
+    try:
+        for i, text in enumerate(ns.rule, 1):
+            rules.append(parse_rule_text(text, f"--rule #{i}"))
+        if ns.rules:
+            rules.extend(parse_rules_text(ns.rules, "RULES"))
+        if ns.rules_file:
+            path = Path(ns.rules_file)
+            try:
+                text = path.read_text()
+            except OSError as e:
+                raise RuleError(f"cannot read rules file {path}: {e.strerror}") from e
+            rules.extend(load_rules_yaml(text, str(path)))
+    except RuleError as e:
+        problems.extend(getattr(e, "problems", None) or [str(e)])
+    if not rules and not problems:
+        rules.extend(snowsignal_rules(ns.target_interface, ns.broadcast_port))
+
+    secret = None
+    if ns.mesh_secret_file:
+        try:
+            secret = load_secret(ns.mesh_secret_file)
+        except (OSError, ValueError) as e:
+            reason = e.strerror if isinstance(e, OSError) else str(e)
+            problems.append(f"cannot read mesh secret file {ns.mesh_secret_file}: {reason}")
+        if ns.mesh_format == "snowsignal":
+            problems.append(
+                "--mesh-secret-file needs --mesh-format crosscast "
+                "(the snowsignal format has no authentication)"
+            )
+
+    settings = RelaySettings(
+        rules=tuple(rules),
+        mesh_port=ns.mesh_port,
+        mesh_format=ns.mesh_format,
+        mesh_secret=secret,
+        other_relays=tuple(ns.other_relays),
+        service_name=ns.service_name or None,
+        discovery_interval=ns.discovery_interval,
+        log_level=ns.log_level,
+        metrics_port=ns.metrics_port,
+        metrics_address=ns.metrics_address,
+        rcvbuf=ns.rcvbuf,
+        check=ns.check,
+        sources=_sources(parser, argv),
+    )
+    if rules:
+        problems.extend(
+            validate_rules(
+                settings.rules,
+                interfaces=None,
+                mesh_port=settings.mesh_port if settings.uses_mesh else None,
+            )
+        )
+    if problems:
+        raise SettingsError(problems)
+    return settings
+
+
+def describe(settings: RelaySettings) -> list[str]:
+    """The effective settings, one per line, with where each came from (for logs and --check)."""
+
+    def src(dest: str) -> str:
+        return settings.sources.get(dest, "default")
+
+    secret = "set" if settings.mesh_secret else "none (unauthenticated)"
+    peers = " ".join(settings.peer_names) or "self (no peers configured)"
+    rows = [
+        ("mesh port", str(settings.mesh_port), src("mesh_port")),
+        ("mesh format", settings.mesh_format, src("mesh_format")),
+        ("mesh secret", secret, src("mesh_secret_file")),
+        ("peers", peers, src("other_relays") if settings.other_relays else src("service_name")),
+        ("discovery interval", f"{settings.discovery_interval:g} s", src("discovery_interval")),
+        ("log level", settings.log_level, src("log_level")),
+        (
+            "metrics",
+            f"{settings.metrics_address}:{settings.metrics_port}"
+            if settings.metrics_port
+            else "off",
+            src("metrics_port"),
+        ),
+    ]
+    width = max(len(r[0]) for r in rows)
+    return [f"{name:<{width}}  {value}  [{origin}]" for name, value, origin in rows]
