@@ -259,6 +259,13 @@ def test_yaml_accepts_single_values_without_a_list() -> None:
     assert (r.egress, r.ports) == (("eth2",), (PortRange(5076, 5076),))
 
 
+def test_yaml_accepts_comma_separated_strings() -> None:
+    text = 'rules:\n- {name: a, from: eth0, to: "eth2, eth3", ports: "5076, 5000-5001"}'
+    (r,) = load_rules_yaml(text, "f.yaml")
+    assert r.egress == ("eth2", "eth3")
+    assert r.ports == (PortRange(5000, 5001), PortRange(5076, 5076))
+
+
 def test_yaml_origin_is_the_line_of_each_rule() -> None:
     text = YAML_GPS + "  - name: pva\n    from: eth0\n    to: [mesh]\n    ports: [5076]\n"
     assert [r.origin for r in load_rules_yaml(text, "rules.yaml")] == [
@@ -515,7 +522,8 @@ def test_group_just_above_the_control_block_is_fine() -> None:
 def test_mesh_port_relayed_by_a_rule_touching_the_mesh_is_a_problem() -> None:
     rules = [rule("a", egress=(MESH,), ports=((7124, 7124),))]
     assert validate_rules(rules, interfaces=None, mesh_port=7124) == [
-        "test: rule 'a': port 7124 the mesh port 7124; a rule that touches the mesh cannot relay it"
+        "test: rule 'a': port 7124 is the mesh port 7124; a rule that touches the mesh cannot "
+        "relay it"
     ]
 
 

@@ -285,7 +285,7 @@ def validate_rules(
         if mesh_port is not None and touches_mesh:
             for r in rule.ports:
                 if mesh_port in r:
-                    what = f"port {r}" if r.first == r.last else f"ports {r} include"
+                    what = f"port {r} is" if r.first == r.last else f"ports {r} include"
                     problems.append(
                         f"{where}{what} the mesh port {mesh_port}; a rule that touches the mesh "
                         "cannot relay it"
@@ -571,7 +571,7 @@ def _load_rule(
         out: list[tuple[yaml.Node, object]] = []
         for n, v in pairs:
             if isinstance(v, str) and "," in v:
-                out.extend((n, piece) for piece in v.split(","))
+                out.extend((n, piece.strip()) for piece in v.split(","))
             elif v is not None or not isinstance(value_node, yaml.ScalarNode):
                 out.append((n, v))
         return out
