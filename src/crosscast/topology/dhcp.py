@@ -322,9 +322,7 @@ def parse_reply(message: bytes) -> Reply:
         lease_time=None if lease is None else struct.unpack("!I", lease)[0],
         subnet_mask=_address(options.get(Option.SUBNET_MASK), "subnet mask"),
         router=_address(options.get(Option.ROUTER), "router"),
-        dns=tuple(
-            ipaddress.IPv4Address(dns_raw[i : i + 4]) for i in range(0, len(dns_raw), 4)
-        ),
+        dns=tuple(ipaddress.IPv4Address(dns_raw[i : i + 4]) for i in range(0, len(dns_raw), 4)),
         message=None if text is None else text.decode("utf-8", "replace").rstrip("\x00"),
     )
 
@@ -352,7 +350,7 @@ def _checksum(data: bytes) -> int:
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    return int(~total & 0xFFFF)
 
 
 def build_udp_frame(d: Datagram) -> bytes:
