@@ -1,0 +1,337 @@
+"""The relay engine, pure: frames in, actions out; relays joined by a fake mesh (a list)."""
+
+from __future__ import annotations
+
+import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+
+from crosscast.engine import PROBE_HOLD, Emit, Interface, Relay, ToMesh
+from crosscast.envelope import CrosscastCodec, encode_snowsignal
+from crosscast.frames import (
+    build_udp_frame,
+    ip_from_str,
+    mac_from_str,
+    multicast_mac,
+    parse_udp_frame,
+)
+from crosscast.rules import RuleTable, parse_rules_text, snowsignal_rules
+
+NOW = 1_800_000_000.0
+SENDER_MAC = mac_from_str("02:00:00:00:01:0b")
+SECRET = b"correct horse battery staple"
+
+
+def iface(name: str, mac_last: int, address: str, prefix: int = 24) -> Interface:
+    return Interface(
+        name=name,
+        mac=mac_from_str(f"02:cc:00:00:00:{mac_last:02x}"),
+        address=ip_from_str(address),
+        prefix_len=prefix,
+    )
+
+
+def relay(
+    rules: str | None = None,
+    *,
+    relay_id: int = 1,
+    interfaces: tuple[Interface, ...] = (),
+    secret: bytes | None = None,
+    mesh_format: str = "crosscast",
+) -> Relay:
+    table = RuleTable(parse_rules_text(rules, "test") if rules else snowsignal_rules("eth0", 5076))
+    interfaces = interfaces or (iface("eth0", relay_id, f"10.0.{relay_id}.21"),)
+    return Relay(
+        rules=table,
+        interfaces={i.name: i for i in interfaces},
+        relay_id=relay_id,
+        mesh_port=7124,
+        mesh_format=mesh_format,
+        codec=CrosscastCodec(secret),
+    )
+
+
+def bcast(
+    dst: str = "10.0.1.255",
+    port: int = 5076,
+    payload: bytes = b"search",
+    src: str = "10.0.1.11",
+    src_mac: bytes = SENDER_MAC,
+    ttl: int = 64,
+) -> bytes:
+    dst_ip = ip_from_str(dst)
+    dst_mac = multicast_mac(dst_ip) if dst_ip >> 28 == 0xE else b"\xff" * 6
+    return build_udp_frame(
+        src_mac=src_mac,
+        dst_mac=dst_mac,
+        src_ip=ip_from_str(src),
+        dst_ip=dst_ip,
+        src_port=40000,
+        dst_port=port,
+        payload=payload,
+        ttl=ttl,
+    )
+
+
+def mesh_datagrams(actions: list[Emit | ToMesh]) -> list[bytes]:
+    return [a.datagram for a in actions if isinstance(a, ToMesh)]
+
+
+def emits(actions: list[Emit | ToMesh]) -> list[Emit]:
+    return [a for a in actions if isinstance(a, Emit)]
+
+
+def test_broadcast_to_relayed_port_goes_to_the_mesh() -> None:
+    a = relay()
+    out = a.on_capture("eth0", bcast(), NOW)
+    assert len(mesh_datagrams(out)) == 1
+    assert a.counters["rule", "snowsignal-out"] == 1
+
+
+def test_frame_crosses_the_mesh_with_relay_mac_kept_source_and_rewritten_destination() -> None:
+    a, b = relay(relay_id=1), relay(relay_id=2)
+    (datagram,) = mesh_datagrams(a.on_capture("eth0", bcast(), NOW))
+    (emit,) = emits(b.on_mesh(datagram, NOW))
+    out = Ether(emit.frame)
+    assert emit.interface == "eth0"
+    assert out.src == "02:cc:00:00:00:02"
+    assert out[IP].src == "10.0.1.11"
+    assert out[IP].dst == "10.0.2.255"
+    assert out[UDP].payload.load == b"search"
+
+
+def test_rewritten_frame_has_correct_checksums() -> None:
+    a, b = relay(relay_id=1), relay(relay_id=2)
+    (datagram,) = mesh_datagrams(a.on_capture("eth0", bcast(), NOW))
+    (emit,) = emits(b.on_mesh(datagram, NOW))
+    pkt = Ether(emit.frame)
+    ip_sum, udp_sum = pkt[IP].chksum, pkt[UDP].chksum
+    del pkt[IP].chksum
+    del pkt[UDP].chksum
+    rebuilt = Ether(bytes(pkt))
+    assert (ip_sum, udp_sum) == (rebuilt[IP].chksum, rebuilt[UDP].chksum)
+
+
+def test_limited_broadcast_destination_is_kept() -> None:
+    a, b = relay(relay_id=1), relay(relay_id=2)
+    (datagram,) = mesh_datagrams(a.on_capture("eth0", bcast(dst="255.255.255.255"), NOW))
+    (emit,) = emits(b.on_mesh(datagram, NOW))
+    assert Ether(emit.frame)[IP].dst == "255.255.255.255"
+
+
+def test_unicast_capture_is_dropped_and_counted() -> None:
+    a = relay()
+    frame = bytes(
+        Ether(src="02:00:00:00:01:0b", dst="02:00:00:00:01:0c")
+        / IP(src="10.0.1.11", dst="10.0.1.12")
+        / UDP(sport=1, dport=5076)
+        / b"x"
+    )
+    assert a.on_capture("eth0", frame, NOW) == []
+    assert a.counters["dropped", "not-broadcast"] == 1
+
+
+def test_broadcast_to_another_port_matches_no_rule() -> None:
+    a = relay()
+    assert a.on_capture("eth0", bcast(port=5077), NOW) == []
+    assert a.counters["dropped", "no-rule"] == 1
+
+
+def test_malformed_mesh_datagram_is_dropped_without_action() -> None:
+    b = relay(relay_id=2)
+    for junk in (b"", b"SS", b"SS" + b"\x00" * 30, b"CX\x01", bytes(range(256))):
+        assert b.on_mesh(junk, NOW) == []
+    assert sum(v for k, v in b.counters.items() if k[0] == "dropped") == 5
+
+
+def test_mesh_frame_to_unicast_destination_is_never_written() -> None:
+    b = relay(relay_id=2)
+    frame = bytes(
+        Ether(src="02:00:00:00:01:0b", dst="02:00:00:00:02:0c")
+        / IP(src="10.0.1.11", dst="10.0.2.12")
+        / UDP(sport=1, dport=5076)
+        / b"x"
+    )
+    assert b.on_mesh(encode_snowsignal(frame), NOW) == []
+    assert b.counters["dropped", "not-broadcast"] == 1
+
+
+def test_mesh_frame_to_port_without_rule_is_never_written() -> None:
+    b = relay(relay_id=2)
+    assert b.on_mesh(encode_snowsignal(bcast(port=22)), NOW) == []
+    assert b.counters["dropped", "no-rule"] == 1
+
+
+def test_snowsignal_format_round_trip() -> None:
+    a = relay(relay_id=1, mesh_format="snowsignal")
+    b = relay(relay_id=2, mesh_format="snowsignal")
+    (datagram,) = mesh_datagrams(a.on_capture("eth0", bcast(), NOW))
+    assert datagram.startswith(b"SS")
+    assert len(emits(b.on_mesh(datagram, NOW))) == 1
+
+
+def test_authenticated_relay_refuses_snowsignal_datagrams() -> None:
+    b = relay(relay_id=2, secret=SECRET)
+    assert b.on_mesh(encode_snowsignal(bcast()), NOW) == []
+    assert b.counters["dropped", "unauthenticated"] == 1
+
+
+def test_authenticated_round_trip_and_replay_is_dropped() -> None:
+    a, b = relay(relay_id=1, secret=SECRET), relay(relay_id=2, secret=SECRET)
+    (datagram,) = mesh_datagrams(a.on_capture("eth0", bcast(), NOW))
+    assert len(emits(b.on_mesh(datagram, NOW))) == 1
+    assert b.on_mesh(datagram, NOW + 0.5) == []
+    assert b.on_mesh(datagram, NOW + 5) == []
+
+
+def test_datagram_with_other_secret_is_dropped() -> None:
+    a, b = relay(relay_id=1, secret=b"one"), relay(relay_id=2, secret=SECRET)
+    (datagram,) = mesh_datagrams(a.on_capture("eth0", bcast(), NOW))
+    assert b.on_mesh(datagram, NOW) == []
+    assert b.counters["dropped", "bad-tag"] == 1
+
+
+def test_same_frame_from_two_peers_is_emitted_once() -> None:
+    b = relay(relay_id=2)
+    datagram = encode_snowsignal(bcast())
+    assert len(emits(b.on_mesh(datagram, NOW))) == 1
+    assert b.on_mesh(datagram, NOW + 0.1) == []
+    assert b.counters["dropped", "duplicate"] == 1
+
+
+def test_frame_just_emitted_and_captured_again_is_not_relayed_back() -> None:
+    b = relay(relay_id=2)
+    (emit,) = emits(b.on_mesh(encode_snowsignal(bcast()), NOW))
+    # another relay on the segment re-emits it with its own MAC; we capture that copy
+    copy = emit.frame[:6] + SENDER_MAC + emit.frame[12:]
+    assert parse_udp_frame(copy).payload == b"search"
+    assert b.on_capture("eth0", copy, NOW + 0.2) == []
+    assert b.counters["dropped", "duplicate"] == 1
+
+
+def test_identical_payload_after_the_window_is_relayed_again() -> None:
+    b = relay(relay_id=2)
+    datagram = encode_snowsignal(bcast())
+    assert len(emits(b.on_mesh(datagram, NOW))) == 1
+    b.on_tick(NOW + 2)
+    assert len(emits(b.on_mesh(datagram, NOW + 2))) == 1
+
+
+def test_talking_to_itself_rebroadcasts_on_the_same_segment() -> None:
+    a = relay(relay_id=1)
+    (datagram,) = mesh_datagrams(a.on_capture("eth0", bcast(), NOW))
+    (emit,) = emits(a.on_mesh(datagram, NOW, from_self=True))
+    assert Ether(emit.frame).src == "02:cc:00:00:00:01"
+
+
+def probes(r: Relay, now: float) -> list[Emit]:
+    return emits(r.on_tick(now))
+
+
+def test_relays_on_one_segment_elect_the_lowest_id() -> None:
+    low, high = relay(relay_id=5), relay(relay_id=9)
+    (probe_high,) = probes(high, NOW)
+    (reply,) = emits(low.on_capture("eth0", probe_high.frame, NOW))
+    (answer,) = emits(high.on_capture("eth0", reply.frame, NOW))  # high is new to it, too
+    assert low.on_capture("eth0", answer.frame, NOW) == []  # and the exchange ends there
+    datagram = encode_snowsignal(bcast())
+    assert len(emits(low.on_mesh(datagram, NOW))) == 1
+    assert high.on_mesh(datagram, NOW) == []
+    assert high.counters["dropped", "standby"] == 1
+
+
+def test_standby_relay_takes_over_when_the_other_goes_quiet() -> None:
+    low, high = relay(relay_id=5), relay(relay_id=9)
+    (probe_low,) = probes(low, NOW)
+    high.on_capture("eth0", probe_low.frame, NOW)
+    later = NOW + PROBE_HOLD + 1
+    high.on_tick(later)
+    assert len(emits(high.on_mesh(encode_snowsignal(bcast()), later))) == 1
+
+
+def test_frame_from_a_known_relay_mac_is_not_captured() -> None:
+    low, high = relay(relay_id=5), relay(relay_id=9)
+    (probe_low,) = probes(low, NOW)
+    high.on_capture("eth0", probe_low.frame, NOW)
+    low_mac = probe_low.frame[6:12]
+    assert high.on_capture("eth0", bcast(src_mac=low_mac), NOW) == []
+    assert high.counters["dropped", "relay-mac"] == 1
+
+
+def test_probe_with_bad_tag_is_ignored() -> None:
+    a = relay(relay_id=5, secret=b"other")
+    b = relay(relay_id=9, secret=SECRET)
+    (probe,) = probes(a, NOW)
+    assert b.on_capture("eth0", probe.frame, NOW) == []
+    assert b.segment_peers("eth0") == {}
+
+
+ROUTER_RULES = (
+    "gps from eth0 to eth2,eth3 port 10110;"
+    "emergency from eth3 to eth0,eth2 port 5000;"
+    "video from eth0 to eth2 group 233.54.12.234 port 22001"
+)
+ROUTER_IFACES = (
+    iface("eth0", 0x10, "10.0.1.3"),
+    iface("eth2", 0x12, "10.0.2.3"),
+    iface("eth3", 0x13, "10.0.3.3"),
+)
+
+
+def router() -> Relay:
+    return relay(ROUTER_RULES, interfaces=ROUTER_IFACES)
+
+
+def test_router_rule_emits_on_each_egress_with_its_mac_and_broadcast() -> None:
+    out = emits(router().on_capture("eth0", bcast(port=10110), NOW))
+    got = {(e.interface, Ether(e.frame).src, Ether(e.frame)[IP].dst) for e in out}
+    assert got == {
+        ("eth2", "02:cc:00:00:00:12", "10.0.2.255"),
+        ("eth3", "02:cc:00:00:00:13", "10.0.3.255"),
+    }
+
+
+def test_router_rule_is_one_way() -> None:
+    r = router()
+    gps_from_vlan2 = bcast(dst="10.0.2.255", src="10.0.2.11", port=10110)
+    assert r.on_capture("eth2", gps_from_vlan2, NOW) == []
+
+
+def test_multicast_keeps_group_and_uses_group_mac_with_ttl_at_least_one() -> None:
+    (emit,) = emits(router().on_capture("eth0", bcast(dst="233.54.12.234", port=22001, ttl=1), NOW))
+    pkt = Ether(emit.frame)
+    assert (emit.interface, pkt.dst, pkt[IP].dst, pkt[IP].ttl) == (
+        "eth2",
+        "01:00:5e:36:0c:ea",
+        "233.54.12.234",
+        1,
+    )
+
+
+def test_multicast_to_unconfigured_group_is_dropped() -> None:
+    r = router()
+    assert r.on_capture("eth0", bcast(dst="239.1.2.3", port=22001), NOW) == []
+
+
+def test_partial_checksum_from_local_sender_is_completed() -> None:
+    frame = bytearray(bcast(port=10110))
+    frame[40:42] = b"\x12\x34"  # what a local sender leaves: a partial (pseudo-header) sum
+    out = emits(router().on_capture("eth0", bytes(frame), NOW, csum_partial=True))
+    pkt = Ether(out[0].frame)
+    got = pkt[UDP].chksum
+    del pkt[UDP].chksum
+    assert got == Ether(bytes(pkt))[UDP].chksum
+
+
+@pytest.mark.parametrize(
+    ("rules", "source", "relayed"),
+    [
+        ("g from eth0 to eth2 port 10110 allow 10.0.1.11/32", "10.0.1.11", True),
+        ("g from eth0 to eth2 port 10110 allow 10.0.1.11/32", "10.0.1.12", False),
+        ("g from eth0 to eth2 port 10110 deny 10.0.1.12/32", "10.0.1.12", False),
+        ("g from eth0 to eth2 port 10110 deny 10.0.1.12/32", "10.0.1.13", True),
+    ],
+)
+def test_source_cidrs(rules: str, source: str, relayed: bool) -> None:
+    r = relay(rules, interfaces=ROUTER_IFACES)
+    assert bool(r.on_capture("eth0", bcast(port=10110, src=source), NOW)) is relayed
