@@ -63,6 +63,7 @@ class _Registry:
     lock: threading.Lock = field(default_factory=threading.Lock)
     procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
     servers: list[tuple[str, Any]] = field(default_factory=list)
+    sockets: list[tuple[str, socket.socket]] = field(default_factory=list)
     prefixes: set[str] = field(default_factory=set)
 
 
@@ -105,12 +106,17 @@ def teardown(prefix: str) -> None:
         _REGISTRY.procs = [(ns, p) for ns, p in _REGISTRY.procs if not _ours(prefix, ns)]
         servers = [s for ns, s in _REGISTRY.servers if _ours(prefix, ns)]
         _REGISTRY.servers = [(ns, s) for ns, s in _REGISTRY.servers if not _ours(prefix, ns)]
+        socks = [s for ns, s in _REGISTRY.sockets if _ours(prefix, ns)]
+        _REGISTRY.sockets = [(ns, s) for ns, s in _REGISTRY.sockets if not _ours(prefix, ns)]
         _REGISTRY.prefixes.discard(prefix)
     for proc in procs:
         _stop_process(proc)
     for server in servers:
         with contextlib.suppress(Exception):
             server.stop()
+            server.server.server_close()
+    for sock in socks:
+        sock.close()
     for ns in netns.names(prefix + "-"):
         netns.delete(ns)
 
@@ -457,7 +463,13 @@ class FakeSwarmDns:
                 logger=DNSLogger("-request,-reply,-truncated,-error,-recv,-send,-data"),
             )
         logging.getLogger(__name__).debug("fake DNS on %s:%d in %s", address, port, ns)
-        server.start_thread()
+        # A short poll interval keeps teardown's shutdown() quick.
+        threading.Thread(
+            target=server.server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"fake-dns-{ns}",
+            daemon=True,
+        ).start()
         with _REGISTRY.lock:
             _REGISTRY.servers.append((ns, server))
 
@@ -535,10 +547,20 @@ def wait_until(
 # Sockets: listen, send, sniff
 
 
+def _keep(ns: str, sock: socket.socket) -> socket.socket:
+    """Register a long-lived socket of `ns`: teardown() closes it."""
+    with _REGISTRY.lock:
+        _REGISTRY.sockets.append((ns, sock))
+    return sock
+
+
 def udp_listener(ns: str, port: int, bind: str = "") -> socket.socket:
-    """A non-blocking UDP socket bound to (bind, port) inside `ns` (receives broadcasts)."""
+    """A non-blocking UDP socket bound to (bind, port) inside `ns` (receives broadcasts).
+
+    It stays open until you close it or teardown() of its prefix closes it.
+    """
     with netns.inside(ns):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s = _keep(ns, socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
     s.bind((bind, port))
@@ -700,7 +722,8 @@ class Sniffer:
 
     def __init__(self, ns: str, iface: str = "eth0", rcvbuf: int = 4 << 20) -> None:
         with netns.inside(ns):
-            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+            raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        self.sock = _keep(ns, raw)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.bind((iface, 0))
         self.sock.setblocking(False)

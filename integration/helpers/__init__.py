@@ -1,0 +1,1 @@
+"""Helpers for the integration tests: scripts run inside namespaces, and mesh datagram builders."""
