@@ -75,7 +75,8 @@ class Interface:
 
     @property
     def broadcast(self) -> int | None:
-        if self.address is None or self.prefix_len is None:
+        # /31 and /32 have no directed broadcast (RFC 3021): such a segment gets 255.255.255.255.
+        if self.address is None or self.prefix_len is None or self.prefix_len >= 31:
             return None
         return broadcast_address(self.address, self.prefix_len)
 
