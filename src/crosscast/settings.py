@@ -267,6 +267,10 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> RelaySettings:
     except RuleError as e:
         problems.extend(getattr(e, "problems", None) or [str(e)])
     if not rules and not problems:
+        if ns.broadcast_port == ns.mesh_port:
+            raise SettingsError(
+                [f"the broadcast port and the mesh port are both {ns.mesh_port}; they must differ"]
+            )
         rules.extend(snowsignal_rules(ns.target_interface, ns.broadcast_port))
 
     secret = None

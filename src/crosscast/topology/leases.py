@@ -561,6 +561,7 @@ def lease(
     rebind: bool = False,
     timing: Timing = Timing(),
     now: Callable[[], float] = time.time,
+    clock: Callable[[], float] = time.monotonic,
     open_link: Callable[[Target], Link] | None = None,
     notify: Callable[[str], None] = lambda _line: None,
 ) -> Outcome:
@@ -579,7 +580,7 @@ def lease(
     mac = mac_for_name(name)
     link = opener(target)
     try:
-        client = DhcpClient(link, mac, name, timing=timing, notify=notify)
+        client = DhcpClient(link, mac, name, timing=timing, clock=clock, notify=notify)
         if stored is not None and stored.vlan == target.vlan:
             try:
                 acked = client.renew(stored.ip)

@@ -830,6 +830,9 @@ class _Reader:
                     f"fixed address {address} of {host} is inside the DHCP range "
                     f"{start} - {end} of VLAN {vlan.name}",
                 )
+            # An aux address reserves a device's address from Docker: the device may hold it.
+            if kind == "device" and address in {a for _, a in vlan.network.aux_addresses}:
+                continue
             taken.append((str(address), address_line))
         unique(taken, "address")
 
