@@ -44,6 +44,7 @@ PACKET_OUTGOING = 4  # linux/if_packet.h (sll_pkttype)
 DOCKER_DNS = "127.0.0.11"  # Docker's embedded DNS address inside every container
 VXLAN_PORT = 4789  # IANA VXLAN port
 VXLAN_ID = 4096  # Docker's first overlay VNI
+_DRAIN_LIMIT = 0.5  # seconds a collect() may go on past its window reading what had queued
 
 # ---------------------------------------------------------------------------------------------
 # Naming and teardown
@@ -569,14 +570,16 @@ def udp_listener(ns: str, port: int, bind: str = "") -> socket.socket:
 
 
 def collect(listener: socket.socket, duration: float) -> list[tuple[bytes, str]]:
-    """Everything `listener` receives during `duration` seconds: (payload, source IP)."""
+    """What `listener` receives during `duration` seconds (and any already queued):
+    (payload, source IP) pairs."""
     out: list[tuple[bytes, str]] = []
     deadline = time.monotonic() + duration
     while True:
+        # After the deadline, still take what has already queued (duration 0: just that).
         left = deadline - time.monotonic()
-        if left <= 0:
+        if left < -_DRAIN_LIMIT:  # a storm: the queue never empties
             break
-        ready, _, _ = select.select([listener], [], [], left)
+        ready, _, _ = select.select([listener], [], [], max(0.0, left))
         if not ready:
             break
         with contextlib.suppress(BlockingIOError):
@@ -753,10 +756,14 @@ class Sniffer:
         duration: float,
         match: Callable[[SniffedFrame], bool] = lambda _f: True,
     ) -> list[SniffedFrame]:
-        """The UDP frames that `match` during `duration` seconds."""
+        """The UDP frames that `match` during `duration` seconds (and any already queued)."""
         out: list[SniffedFrame] = []
         deadline = time.monotonic() + duration
-        while (left := deadline - time.monotonic()) > 0:
+        while True:
+            # After the deadline, still take what has already queued (duration 0: just that).
+            left = deadline - time.monotonic()
+            if left < -_DRAIN_LIMIT:  # a storm: the queue never empties
+                break
             got = self._read(left)
             if got is False:
                 break
