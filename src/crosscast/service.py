@@ -38,10 +38,15 @@ WATCH = 2.0  # seconds between checks that each interface is still the one we op
 RESTART_DELAY = 1.0  # seconds before a crashed task is started again
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when asked for or (auto) installed; None is asyncio's default loop."""
+    if choice == "asyncio":
+        return None
     try:
         import uvloop
     except ImportError:
+        if choice == "uvloop":
+            raise StartupError("--event-loop uvloop: uvloop is not installed") from None
         return None
     factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
     return factory
@@ -255,11 +260,12 @@ class Runtime:
         )
         peers = " ".join(sorted(self.discovery.peers)) or "none yet"
         log.info(
-            "ready: relay %016x on %s; mesh %s; peers: %s",
+            "ready: relay %016x on %s; mesh %s; peers: %s; %s loop",
             self.relay.relay_id,
             ports,
             f"{self.settings.mesh_format} on port {self.mesh.port}" if self.mesh else "off",
             peers,
+            type(loop).__module__.split(".")[0],
         )
         async with asyncio.TaskGroup() as tg:
             tasks = [
@@ -325,6 +331,7 @@ def main(argv: Sequence[str]) -> int:
         return check(settings)
     _configure_logging(settings.log_level)
     try:
+        loop_factory = _loop_factory(settings.event_loop)
         runtime = Runtime(settings)
     except StartupError as e:
         print(f"crosscast relay: {e}", file=sys.stderr)
@@ -334,7 +341,7 @@ def main(argv: Sequence[str]) -> int:
     for line in format_rule_table(settings.rules).splitlines():
         log.info("rule %s", line)
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(runtime.serve())
     except KeyboardInterrupt:
         pass  # a second Ctrl-C during shutdown

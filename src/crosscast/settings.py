@@ -54,6 +54,7 @@ class RelaySettings:
     metrics_port: int | None = None
     metrics_address: str = "127.0.0.1"
     rcvbuf: int = DEFAULT_RCVBUF
+    event_loop: str = "auto"
     check: bool = False
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -220,6 +221,13 @@ def build_parser() -> configargparse.ArgParser:
         help="receive buffer of each socket (default: 4 MiB)",
     )
     ops.add_argument(
+        "--event-loop",
+        env_var="EVENT_LOOP",
+        choices=("auto", "uvloop", "asyncio"),
+        default="auto",
+        help="auto (default): uvloop when installed, else asyncio",
+    )
+    ops.add_argument(
         "--check",
         action="store_true",
         help="validate the configuration, print the rule table and exit",
@@ -298,6 +306,7 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> RelaySettings:
         metrics_port=ns.metrics_port,
         metrics_address=ns.metrics_address,
         rcvbuf=ns.rcvbuf,
+        event_loop=ns.event_loop,
         check=ns.check,
         sources=_sources(parser, argv),
     )
