@@ -283,7 +283,20 @@ class _Reader:
             for n in self.sequence(top.get("relay_rules"), "relay_rules")
             if (r := self.relay_rule(n))
         ]
-        self.cross_check(trunk, uplink, vlans, router, containers, devices, exceptions, rules)
+        # Names of VLANs that failed their own checks still count as declared: their problems
+        # are reported once, not again at every container and rule that names them.
+        declared = {
+            str(v.value)
+            for node in self.sequence(top.get("vlans"), "vlans")
+            if isinstance(node, yaml.MappingNode)
+            for k, v in node.value
+            if isinstance(k, yaml.ScalarNode)
+            and k.value == "name"
+            and isinstance(v, yaml.ScalarNode)
+        }
+        self.cross_check(
+            trunk, uplink, vlans, declared, router, containers, devices, exceptions, rules
+        )
         if name is None or trunk is None or uplink is None or router is None or self.problems:
             return None
         return Topology(
@@ -665,7 +678,8 @@ class _Reader:
         broadcast = self.boolean(fields.get("broadcast"), "relay rule broadcast")
         allow = self.each(fields.get("allow"), "allow", self.network_or_address)
         deny = self.each(fields.get("deny"), "deny", self.network_or_address)
-        if name is not None and not ports and not groups and not broadcast:
+        parsed = ports is not None and groups is not None and broadcast is not False
+        if name is not None and parsed and not ports and not groups and not broadcast:
             self.problem(node, f"relay rule {name} matches nothing: give ports or groups")
             return None
         if (
@@ -731,13 +745,16 @@ class _Reader:
         trunk: str | None,
         uplink: tuple[Uplink, _Where] | None,
         vlans: list[tuple[Vlan, _Where]],
+        declared: set[str],
         router: tuple[Router, _Where] | None,
         containers: list[tuple[Container, _Where]],
         devices: list[tuple[Device, _Where]],
         exceptions: list[tuple[FirewallException, _Where]],
         rules: list[tuple[RelayRule, _Where]],
     ) -> None:
-        by_name = {v.name: v for v, _ in vlans}
+        by_name: dict[str, Vlan] = {}
+        for v, _ in vlans:
+            by_name.setdefault(v.name, v)  # a duplicate is reported below; the first counts
 
         def unique(items: Iterable[tuple[str, int]], what: str) -> None:
             first: dict[str, int] = {}
@@ -813,7 +830,8 @@ class _Reader:
         ):
             vlan = by_name.get(vlan_name)
             if vlan is None:
-                self.problem(vlan_line, f"{kind} {host} is on unknown VLAN {vlan_name!r}")
+                if vlan_name not in declared:
+                    self.problem(vlan_line, f"{kind} {host} is on unknown VLAN {vlan_name!r}")
                 continue
             if address is None:
                 continue
@@ -837,7 +855,7 @@ class _Reader:
         unique(taken, "address")
 
         def known(name: str, line: int, what: str, mesh: bool = False) -> None:
-            if name in by_name or (mesh and name == MESH):
+            if name in declared or (mesh and name == MESH):
                 return
             self.problem(line, f"{what} names unknown VLAN {name!r}")
 
