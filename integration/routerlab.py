@@ -253,6 +253,16 @@ def arrivals(
     return {name: found for name, found in got.items() if found}
 
 
+def stays_false(condition: Callable[[], bool], window: float = QUIET_WINDOW) -> bool:
+    """Poll `condition` for `window` seconds; False as soon as it holds, True if it never did."""
+    deadline = time.monotonic() + window
+    while time.monotonic() < deadline:
+        if condition():
+            return False
+        time.sleep(0.05)
+    return not condition()
+
+
 def assert_stays_put(
     send: Callable[[bytes], None],
     listeners: dict[str, socket.socket],
