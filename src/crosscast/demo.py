@@ -1,11 +1,495 @@
-"""Placeholder: `crosscast demo` is being built."""
+"""`crosscast demo`: a throw-away lab in network namespaces that shows what the relay does.
+
+It builds two topologies with `crosscast.lab` (two routed VLANs behind one router, and two
+Swarm-like nodes joined by a VXLAN overlay that carries unicast but no broadcast), runs real
+`crosscast relay` processes inside them, and checks with real sockets that what a rule allows
+crosses (destination rewritten for the egress segment, source MAC the relay's own) and that
+nothing else does. Everything it creates carries one random namespace prefix and is removed at
+the end, also on Ctrl-C or SIGTERM.
+
+It owns only the demo's story and its output; topologies, processes and sockets are the lab's.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import os
+import secrets
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+PREFIX_STEM = "ccdemo"
+VLAN_BASE = 231  # VLAN n is 10.231.n.0/24 (inside the demo's namespaces only)
+OVERLAY_BASE = 232  # overlay 10.232.10.0/24, underlay 10.232.9.0/24
+GPS_PORT = 10110  # NMEA 0183 over UDP
+OTHER_PORT = 10111
+VIDEO_GROUP = "233.54.12.234"  # the seeds' multicast test group
+VIDEO_PORT = 22001
+PVA_PORT = 5076  # SnowSignal's default: PVAccess searches
+SERVICE = "crosscast"  # the fake Swarm service: relays find each other as tasks.crosscast
+ROUTER_RULES = (
+    f"gps from br1 to br2 port {GPS_PORT}",
+    f"video from br1 to br2 group {VIDEO_GROUP} port {VIDEO_PORT}",
+)
+
+START_TIMEOUT = 15.0  # seconds for a relay to log that it is ready
+ARRIVAL = 5.0  # seconds a datagram that should cross may take (IGMP snooping, discovery)
+RESEND = 0.25  # seconds between re-sends while waiting for an arrival
+QUIET = 0.5  # seconds the negative checks listen for what must not arrive
+READY = "ready"  # the relay logs a line containing this once its sockets are open
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived; the lab is torn down on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    p = sub.add_parser("demo", help="(not yet available)")
-    p.set_defaults(func=lambda _args: 2)
+    p = sub.add_parser(
+        "demo",
+        help="show broadcast and multicast crossing in a throw-away lab (root, Linux)",
+        description="Build two routed VLANs and a two-node Swarm-like overlay in network "
+        "namespaces, run crosscast relays in them, check what crosses and what does not, and "
+        "remove everything again. Needs root on Linux, iproute2, and a few seconds.",
+    )
+    p.set_defaults(func=run)
+
+
+def why_not_here() -> str | None:
+    """Why the demo cannot run on this machine, in one line; None when it can."""
+    if not sys.platform.startswith("linux"):
+        return "needs Linux (network namespaces)"
+    if os.geteuid() != 0:
+        return "needs root (network namespaces and raw sockets): run it with sudo"
+    if shutil.which("ip") is None:
+        return "needs iproute2 (`ip`)"
+    return None
+
+
+def run(_args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """The `crosscast demo` command: 0 when every check passed, 1 when one failed, 2 if unable."""
+    out = out or sys.stdout
+    why = why_not_here()
+    if why is not None:
+        print(f"crosscast demo: {why}", file=sys.stderr)
+        return EXIT_USAGE
+    from crosscast import lab, netns
+
+    report = Report(out)
+    prefix = lab.unique_prefix(PREFIX_STEM)
+    report.say(f"crosscast demo: a throw-away lab in network namespaces {prefix}-*")
+    interrupted: Interrupted | None = None
+    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in _SIGNALS}
+    try:
+        with tempfile.TemporaryDirectory(prefix="crosscast-demo-") as logs:
+            _Demo(lab, prefix, Path(logs), report).run()
+    except Interrupted as e:
+        interrupted = e
+        report.say(f"interrupted ({e}): cleaning up")
+    except (OSError, subprocess.SubprocessError, RuntimeError, ValueError) as e:
+        # A lab that cannot be built (a missing kernel feature, a relay that would not start)
+        # is one failed line; the lab is still removed.
+        report.fail(f"the demo could not run: {_one_line(e)}")
+    finally:
+        for sig in _SIGNALS:  # a second Ctrl-C must not cut the cleanup short
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            lab.teardown(prefix)
+            left = netns.names(prefix + "-")
+            report.check(not left, f"cleanup: every namespace {prefix}-* is gone",
+                         f"cleanup: left behind: {' '.join(left)}")  # fmt: skip
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    if interrupted is not None:
+        return 128 + interrupted.signum
+    if report.all_passed:
+        report.say(f"all {report.passed} checks passed")
+        return EXIT_OK
+    report.say(f"{report.failed} of {report.passed + report.failed} checks FAILED")
+    return EXIT_FAILED
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
+    raise Interrupted(signum)
+
+
+def _one_line(e: BaseException) -> str:
+    if isinstance(e, subprocess.CalledProcessError):
+        detail = (e.stderr or "").strip().splitlines()
+        return f"`{' '.join(map(str, e.cmd))}` failed" + (f": {detail[-1]}" if detail else "")
+    return str(e).strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# Output
+
+
+@dataclass
+class Report:
+    """The demo's lines: plain statements, and checks marked ✓/✗ (ok/FAIL without UTF-8)."""
+
+    out: TextIO
+    passed: int = 0
+    failed: int = 0
+    marks: tuple[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        encoding = getattr(self.out, "encoding", None) or "ascii"
+        try:
+            "✓✗".encode(encoding)
+            self.marks = ("✓", "✗")
+        except (UnicodeEncodeError, LookupError):
+            self.marks = ("ok", "FAIL")
+
+    @property
+    def all_passed(self) -> bool:
+        return self.failed == 0 and self.passed > 0
+
+    def say(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+
+    def check(self, ok: bool, passed: str, failed: str | None = None) -> bool:
+        if ok:
+            self.passed += 1
+            self.say(f"  {self.marks[0]} {passed}")
+        else:
+            self.failed += 1
+            self.say(f"  {self.marks[1]} {failed or passed}")
+        return ok
+
+    def fail(self, line: str) -> None:
+        self.check(False, line)
+
+
+# ---------------------------------------------------------------------------------------------
+# The demo itself
+
+
+def _tag(what: str) -> bytes:
+    return f"{what}-{secrets.token_hex(4)}".encode()
+
+
+@dataclass
+class _Relay:
+    name: str
+    log: Path
+    proc: Any
+
+    def tail(self, lines: int = 8) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(f"      | {line}" for line in text.splitlines()[-lines:])
+
+
+class _Demo:
+    def __init__(self, lab: Any, prefix: str, logs: Path, report: Report) -> None:
+        self.lab = lab
+        self.prefix = prefix
+        self.logs = logs
+        self.report = report
+        self.relays: list[_Relay] = []
+        self.sockets: list[socket.socket] = []
+
+    # -- building -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        lab, say = self.lab, self.report.say
+        vlans = lab.RoutedVlans.build(
+            self.prefix, n_vlans=2, hosts_per_vlan=1, relay_hosts=False, base=VLAN_BASE
+        )
+        isolated = self._isolate(vlans.router, ("br1", "br2"))
+        say(
+            f"routed VLANs: {vlans.vlans[1].network} and {vlans.vlans[2].network} behind one "
+            "router" + (", which forwards nothing between them" if isolated else "")
+        )
+        overlay = lab.SwarmOverlay.build(self.prefix, nodes=2, apps_per_node=1, base=OVERLAY_BASE)
+        say(
+            f"Swarm-like overlay: 2 nodes, {overlay.overlay.network} over VXLAN "
+            "(unicast crosses nodes, broadcast does not)"
+        )
+        self._baseline(vlans, overlay)
+
+        say(f"relays: one in the router ({'; '.join(ROUTER_RULES)})")
+        say(f"        one per node, meshing with the peers they find as tasks.{SERVICE}")
+        router_relay = self._start(
+            "router",
+            vlans.router,
+            ["-ll", "info"] + [a for r in ROUTER_RULES for a in ("--rule", r)],
+        )
+        dns = lab.FakeSwarmDns({f"tasks.{SERVICE}": [r.ip for r in overlay.relays]})
+        node_relays = []
+        for node in overlay.nodes:
+            dns.serve_in(node.relay.ns)
+            node_relays.append(
+                self._start(
+                    f"node{node.index}",
+                    node.relay.ns,
+                    ["-t", "eth0", "-b", str(PVA_PORT), "--discovery-interval", "1"],
+                    {"SERVICENAME": SERVICE},
+                )
+            )
+        for relay in [router_relay, *node_relays]:
+            self._wait_ready(relay)
+
+        self._router_checks(vlans)
+        self._swarm_checks(overlay)
+        for relay in self.relays:
+            if relay.proc.poll() is not None:
+                self.report.fail(f"relay {relay.name} exited ({relay.proc.returncode})")
+                self.report.say(relay.tail())
+
+    def _isolate(self, router_ns: str, bridges: tuple[str, ...]) -> bool:
+        """FORWARD DROP between the VLAN bridges, as the seed router's iptables do.
+
+        With br_netfilter loaded, bridged frames traverse FORWARD too, so each bridge keeps an
+        ACCEPT for its own traffic. Without iptables the router still forwards no broadcast.
+        """
+        if shutil.which("iptables") is None:
+            return False
+        from crosscast import netns
+
+        netns.run(["iptables", "-P", "FORWARD", "DROP"], ns=router_ns)
+        for br in bridges:
+            netns.run(
+                ["iptables", "-A", "FORWARD", "-i", br, "-o", br, "-j", "ACCEPT"], ns=router_ns
+            )
+        return True
+
+    def _start(
+        self, name: str, ns: str, args: list[str], env: dict[str, str] | None = None
+    ) -> _Relay:
+        log = self.logs / f"{name}.log"
+        # The relay reads its settings from the environment too; the demo's must not depend on
+        # what the caller happens to have set (RULES, MESH_SECRET_FILE, ...).
+        env = env or {}
+        unset = [a for var in _relay_env_vars() if var not in env for a in ("-u", var)]
+        argv = ["env", *unset, sys.executable, "-m", "crosscast", "relay", *args]
+        proc = self.lab.spawn(ns, argv, log, {"PYTHONUNBUFFERED": "1", **env})
+        relay = _Relay(name, log, proc)
+        self.relays.append(relay)
+        return relay
+
+    def _wait_ready(self, relay: _Relay) -> None:
+        try:
+            self.lab.wait_for_log(relay.log, READY, START_TIMEOUT, relay.proc)
+        except TimeoutError:
+            raise RuntimeError(
+                f"relay {relay.name} did not start; its log ends with:\n{relay.tail()}"
+            ) from None
+
+    # -- sockets --------------------------------------------------------------------------
+
+    def _listen(self, ns: str, port: int) -> socket.socket:
+        sock: socket.socket = self.lab.udp_listener(ns, port)
+        return sock
+
+    def _group(self, ns: str, group: str, port: int) -> socket.socket:
+        """Bound to group:port and joined on eth0, so only that group's datagrams arrive."""
+        from crosscast import netns
+
+        with netns.inside(ns):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            index = socket.if_nametoindex("eth0")
+        self.sockets.append(s)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((group, port))
+        mreqn = struct.pack("4s4si", socket.inet_aton(group), bytes(4), index)
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+        s.setblocking(False)
+        return s
+
+    def _send_multicast(self, ns: str, group: str, port: int, payload: bytes) -> None:
+        from crosscast import netns
+
+        with netns.inside(ns):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with s:
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+            s.sendto(payload, (group, port))
+
+    def _until_received(
+        self, send: Callable[[bytes], None], listener: socket.socket, tag: bytes
+    ) -> tuple[bytes, str] | None:
+        """Send `tag#n` every RESEND seconds until `listener` gets one (settling ARP, IGMP
+        snooping and peer discovery); each copy is distinct for the relays' duplicate window."""
+        deadline = time.monotonic() + ARRIVAL
+        n = 0
+        while time.monotonic() < deadline:
+            n += 1
+            send(tag + b"#%d" % n)
+            left = min(RESEND, deadline - time.monotonic())
+            got: tuple[bytes, str] | None = self.lab.receive(
+                listener, left, lambda d, _s: d.startswith(tag)
+            )
+            if got is not None:
+                return got
+        return None
+
+    def _quiet(self, listeners: list[tuple[socket.socket, bytes]]) -> list[bool]:
+        """For each (listener, tag): True when nothing starting with the tag arrived during one
+        shared QUIET window."""
+        deadline = time.monotonic() + QUIET
+        heard = [False] * len(listeners)
+        for i, (sock, tag) in enumerate(listeners):
+            left = max(0.0, deadline - time.monotonic())
+            got = self.lab.collect(sock, left)
+            heard[i] = any(d.startswith(tag) for d, _ in got)
+        return [not h for h in heard]
+
+    # -- checks ---------------------------------------------------------------------------
+
+    def _baseline(self, vlans: Any, overlay: Any) -> None:
+        """Without relays, a broadcast stays in its segment (and is delivered there)."""
+        lab, check = self.lab, self.report.check
+        v1, v2 = vlans.hosts[1][0], vlans.hosts[2][0]
+        app1, app2 = overlay.nodes[0].apps[0], overlay.nodes[1].apps[0]
+        on_vlan1 = self._listen(vlans.router, GPS_PORT)  # the router's own address on VLAN 1
+        on_vlan2 = self._listen(v2.ns, GPS_PORT)
+        on_node1 = self._listen(overlay.nodes[0].relay.ns, PVA_PORT)
+        on_node2 = self._listen(app2.ns, PVA_PORT)
+        tag = _tag("baseline")
+        lab.send_broadcast(v1.ns, vlans.vlans[1].broadcast, GPS_PORT, tag)
+        lab.send_broadcast(app1.ns, overlay.overlay.broadcast, PVA_PORT, tag)
+        local = [lab.receive(s, ARRIVAL, lambda d, _s: d == tag) for s in (on_vlan1, on_node1)]
+        vlan_quiet, node_quiet = self._quiet([(on_vlan2, tag), (on_node2, tag)])
+        check(
+            local[0] is not None and vlan_quiet,
+            f"no relay yet: a broadcast on VLAN 1 ({vlans.vlans[1].broadcast}:{GPS_PORT}) "
+            "stays on VLAN 1",
+            "no relay yet: a broadcast on VLAN 1 "
+            + ("reached VLAN 2" if not vlan_quiet else "was not delivered on VLAN 1 itself"),
+        )
+        check(
+            local[1] is not None and node_quiet,
+            f"no relay yet: a broadcast on node 1 ({overlay.overlay.broadcast}:{PVA_PORT}) "
+            "stays on node 1",
+            "no relay yet: a broadcast on node 1 "
+            + ("reached node 2" if not node_quiet else "was not delivered on node 1 itself"),
+        )
+        for s in (on_vlan1, on_vlan2, on_node1, on_node2):
+            s.close()
+
+    def _router_checks(self, vlans: Any) -> None:
+        lab, check = self.lab, self.report.check
+        v1, v2 = vlans.hosts[1][0], vlans.hosts[2][0]
+        bcast1, bcast2 = vlans.vlans[1].broadcast, vlans.vlans[2].broadcast
+        br2_mac = _link_mac(vlans.router, "br2")
+        say = self.report.say
+        say("router mode:")
+
+        gps2 = self._listen(v2.ns, GPS_PORT)
+        other2 = self._listen(v2.ns, OTHER_PORT)
+        gps1 = self._listen(v1.ns, GPS_PORT)
+        video2 = self._group(v2.ns, VIDEO_GROUP, VIDEO_PORT)
+        with lab.sniff(v2.ns) as wire2:
+            tag = _tag("gps")
+            got = self._until_received(
+                lambda p: lab.send_broadcast(v1.ns, bcast1, GPS_PORT, p), gps2, tag
+            )
+            frame = wire2.wait_for(lambda f: f.payload.startswith(tag), 1.0) if got else None
+        if frame is None:
+            check(False, f"GPS broadcast {bcast1}:{GPS_PORT} never reached VLAN 2")
+        else:
+            check(
+                frame.ip_dst == bcast2 and frame.src_mac == br2_mac and frame.ip_src == v1.ip,
+                f"GPS broadcast {bcast1}:{GPS_PORT} reaches VLAN 2 as {frame.ip_dst}, "
+                f"from {frame.ip_src} via MAC {frame.src_mac} (the router's br2)",
+                f"GPS broadcast reached VLAN 2 as {frame.ip_dst} from {frame.ip_src} via MAC "
+                f"{frame.src_mac} (expected {bcast2} from {v1.ip} via {br2_mac})",
+            )
+
+        tag = _tag("video")
+        got = self._until_received(
+            lambda p: self._send_multicast(v1.ns, VIDEO_GROUP, VIDEO_PORT, p), video2, tag
+        )
+        check(
+            got is not None and got[1] == v1.ip,
+            f"multicast {VIDEO_GROUP}:{VIDEO_PORT} reaches a member on VLAN 2",
+            f"multicast {VIDEO_GROUP}:{VIDEO_PORT} never reached the member on VLAN 2",
+        )
+
+        other, unicast, back = _tag("other-port"), _tag("unicast"), _tag("way-back")
+        lab.send_broadcast(v1.ns, bcast1, OTHER_PORT, other)
+        lab.send_udp(v1.ns, vlans.gateway(1), GPS_PORT, unicast)  # the relay captures on br1
+        lab.send_broadcast(v2.ns, bcast2, GPS_PORT, back)
+        q_other, q_unicast, q_back = self._quiet([(other2, other), (gps2, unicast), (gps1, back)])
+        check(q_other, f"a broadcast to port {OTHER_PORT} (no rule) stays on VLAN 1",
+              f"a broadcast to port {OTHER_PORT} (no rule) reached VLAN 2")  # fmt: skip
+        check(q_unicast, f"a unicast to port {GPS_PORT} is not relayed",
+              f"a unicast to port {GPS_PORT} reached VLAN 2")  # fmt: skip
+        check(q_back, f"a broadcast to {GPS_PORT} on VLAN 2 stays there (rules are one-way)",
+              f"a broadcast to {GPS_PORT} on VLAN 2 reached VLAN 1")  # fmt: skip
+        for s in (gps2, other2, gps1, video2):
+            s.close()
+
+    def _swarm_checks(self, overlay: Any) -> None:
+        lab, check = self.lab, self.report.check
+        app1, app2 = overlay.nodes[0].apps[0], overlay.nodes[1].apps[0]
+        relay2 = overlay.nodes[1].relay
+        bcast = overlay.overlay.broadcast
+        self.report.say("Swarm mode:")
+
+        pva2 = self._listen(app2.ns, PVA_PORT)
+        other2 = self._listen(app2.ns, PVA_PORT + 1)
+        with lab.sniff(app2.ns) as wire2:
+            tag = _tag("pva")
+            got = self._until_received(
+                lambda p: lab.send_broadcast(app1.ns, bcast, PVA_PORT, p), pva2, tag
+            )
+            frame = wire2.wait_for(lambda f: f.payload.startswith(tag), 1.0) if got else None
+        if frame is None:
+            check(False, f"broadcast {bcast}:{PVA_PORT} on node 1 never reached node 2")
+        else:
+            check(
+                frame.src_mac == relay2.mac and frame.ip_src == app1.ip,
+                f"broadcast {bcast}:{PVA_PORT} on node 1 reaches node 2, from {frame.ip_src} "
+                f"via MAC {frame.src_mac} (node 2's relay)",
+                f"broadcast reached node 2 from {frame.ip_src} via MAC {frame.src_mac} "
+                f"(expected {app1.ip} via {relay2.mac})",
+            )
+
+        other = _tag("other-port")
+        lab.send_broadcast(app1.ns, bcast, PVA_PORT + 1, other)
+        (q_other,) = self._quiet([(other2, other)])
+        check(q_other, f"a broadcast to port {PVA_PORT + 1} stays on node 1",
+              f"a broadcast to port {PVA_PORT + 1} reached node 2")  # fmt: skip
+        for s in (pva2, other2):
+            s.close()
+
+
+def _link_mac(ns: str, dev: str) -> str:
+    from crosscast import netns
+
+    return netns.run(["cat", f"/sys/class/net/{dev}/address"], ns=ns).stdout.strip().lower()
+
+
+def _relay_env_vars() -> list[str]:
+    """Every environment variable `crosscast relay` reads (from its own parser)."""
+    from crosscast import settings
+
+    names = {getattr(a, "env_var", None) for a in settings.build_parser()._actions}
+    return sorted(n for n in names if n)
