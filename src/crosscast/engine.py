@@ -158,6 +158,8 @@ class Relay:
     ) -> list[Action]:
         """A frame the kernel filter passed on `iface`."""
         self.counters["captured", iface] += 1
+        if csum_partial:
+            self.counters["checksum_completed", iface] += 1
         if frame[_ETHERTYPE] == _PROBE_ETHERTYPE:
             return self._on_probe(iface, frame, now)
         try:

@@ -19,6 +19,11 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
         ("interface",),
         "frames the kernel filter passed to the relay",
     ),
+    "checksum_completed": (
+        "crosscast_checksum_completed_total",
+        ("interface",),
+        "captured frames from a local sender whose partial UDP checksum was completed",
+    ),
     "emitted": ("crosscast_emitted_frames_total", ("interface",), "frames written to a segment"),
     "dropped": ("crosscast_dropped_total", ("reason",), "frames and datagrams dropped, by reason"),
     "rule": ("crosscast_rule_matches_total", ("rule",), "frames matched, by rule"),

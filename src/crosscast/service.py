@@ -137,6 +137,10 @@ class Runtime:
             # ENETDOWN once when the link goes down; the kernel re-hooks the socket when it
             # comes back. A deleted interface is noticed by the watcher, which re-opens.
             self.counters["dropped", f"capture-{errno_name(e)}"] += 1
+            # uvloop (libuv) stops polling a descriptor that reported POLLERR: arm it again.
+            loop = asyncio.get_running_loop()
+            loop.remove_reader(port.sock.fileno())
+            loop.add_reader(port.sock.fileno(), self.on_port_readable, port)
             return
         now = time.time()
         for frame, partial in frames:
