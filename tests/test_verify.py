@@ -1,0 +1,221 @@
+"""What `topology verify` expects, derived from a topology: the seeds' ping table and UDP tests."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from crosscast.topology import verify
+from crosscast.topology.load import load_topology
+
+IPv4 = ipaddress.IPv4Address
+SEEDS = Path(__file__).parent.parent / "examples" / "topology-seeds.yaml"
+
+# The ping table at the end of seed 002, row by row, with the addresses this copy of the page
+# lost restored (VLAN 1 router 10.0.1.3, VLAN 2 router 10.0.2.3; "Internet" has no address).
+SEED_PING_TABLE = [
+    ("Container1", "Device1", "OK", "VLAN 1"),
+    ("Device1", "Container1", "OK", "VLAN 1"),
+    ("Container1", "Router (10.0.1.3)", "OK", "VLAN 1"),
+    ("Device1", "Router (10.0.1.3)", "OK", "VLAN 1"),
+    ("Container1", "Internet", "OK", "VLAN 1 to Internet via Router"),
+    ("Device1", "Internet", "OK", "VLAN 1 to Internet via Router"),
+    ("Router", "Container1", "OK", "VLAN 1"),
+    ("Router", "Device1", "OK", "VLAN 1"),
+    ("Container1", "Container2", "No connection", "VLAN 1 to VLAN 2"),
+    ("Container1", "Device2", "No connection", "VLAN 1 to VLAN 2"),
+    ("Container1", "Router (10.0.2.3)", "No connection", "VLAN 1 to VLAN 2"),
+    ("Device1", "Container2", "No connection", "VLAN 1 to VLAN 2"),
+    ("Device1", "Device2", "No connection", "VLAN 1 to VLAN 2"),
+    ("Device1", "Router (10.0.2.3)", "No connection", "VLAN 1 to VLAN 2"),
+    ("Container2", "Device2", "OK", "VLAN 2"),
+    ("Device2", "Container2", "OK", "VLAN 2"),
+    ("Container2", "Router (10.0.2.3)", "OK", "VLAN 2"),
+    ("Device2", "Router (10.0.2.3)", "OK", "VLAN 2"),
+    ("Container2", "Internet", "OK", "VLAN 2 to Internet via Router"),
+    ("Device2", "Internet", "OK", "VLAN 2 to Internet via Router"),
+    ("Router", "Container2", "OK", "VLAN 2"),
+    ("Router", "Device2", "OK", "VLAN 2"),
+    ("Container2", "Container1", "No connection", "VLAN 2 to VLAN 1"),
+    ("Container2", "Device1", "No connection", "VLAN 2 to VLAN 1"),
+    ("Container2", "Router (10.0.1.3)", "No connection", "VLAN 2 to VLAN 1"),
+    ("Device2", "Container1", "No connection", "VLAN 2 to VLAN 1"),
+    ("Device2", "Device1", "No connection", "VLAN 2 to VLAN 1"),
+    ("Device2", "Router (10.0.1.3)", "No connection", "VLAN 2 to VLAN 1"),
+]
+
+
+def as_seed_rows(pings: list[verify.Ping]) -> list[tuple[str, str, str, str]]:
+    """Our rows in the seed table's spelling: the router's name capitalised, no uplink address."""
+
+    def spell(name: str) -> str:
+        name = name[0].upper() + name[1:].replace(" via router", " via Router")
+        return "Internet" if name.startswith("Internet (") else name
+
+    return [
+        (spell(p.source), spell(p.target), verify.OK if p.expected else verify.NO, spell(p.why))
+        for p in pings
+    ]
+
+
+def seg(vlan: int, *members: str) -> verify.Segment:
+    return verify.Segment(
+        vlan, f"vlan{vlan}", ipaddress.IPv4Network(f"10.0.{vlan}.0/24"), IPv4(f"10.0.{vlan}.3"),
+        members,
+    )  # fmt: skip
+
+
+def layout(*segments: verify.Segment, forwards: tuple[verify.Forward, ...] = ()) -> verify.Layout:
+    return verify.Layout("router", segments, IPv4("192.168.1.1"), forwards)
+
+
+def test_seed_topology_gives_exactly_the_seed_ping_table() -> None:
+    pings = verify.expected_pings(verify.layout_of(load_topology(SEEDS)))
+    assert as_seed_rows(pings) == SEED_PING_TABLE
+
+
+def test_seed_layout_puts_containers_before_devices_per_vlan() -> None:
+    lay = verify.layout_of(load_topology(SEEDS))
+    assert [(s.vlan_id, s.members) for s in lay.segments] == [
+        (1, ("Container1", "Device1")),
+        (2, ("Container2", "Device2")),
+    ]
+    assert lay.uplink_gateway == IPv4("192.168.1.1")
+
+
+def test_pings_to_the_router_and_internet_use_fixed_addresses() -> None:
+    pings = verify.expected_pings(layout(seg(1, "a"), seg(2, "b")))
+    fixed = {(p.source, p.target_address) for p in pings if p.target_address is not None}
+    assert ("a", IPv4("10.0.1.3")) in fixed
+    assert ("a", IPv4("10.0.2.3")) in fixed
+    assert ("a", IPv4("192.168.1.1")) in fixed
+    assert all(p.target_host is None for p in pings if p.target_address is not None)
+
+
+def test_matrix_size_follows_the_members() -> None:
+    # n members on a VLAN: n(n-1) among them, n to the router, n to the Internet, n from the
+    # router, and n x (members + router) of every other VLAN.
+    pings = verify.expected_pings(layout(seg(1, "a", "b", "c"), seg(2, "d"), seg(3)))
+    assert len(pings) == (6 + 3 + 3 + 3 + 3 * (1 + 1) + 3 * 1) + (0 + 1 + 1 + 1 + 1 * (3 + 1) + 1)
+    assert all(not p.expected for p in pings if p.why.endswith("to VLAN 3"))
+
+
+def test_nothing_crosses_vlans_without_a_firewall_exception() -> None:
+    pings = verify.expected_pings(layout(seg(1, "a"), seg(2, "b")))
+    crossing = [p for p in pings if " to VLAN " in p.why]
+    assert crossing
+    assert not any(p.expected for p in crossing)
+
+
+def test_a_firewall_exception_opens_pings_one_way_and_not_the_router_address() -> None:
+    fw = (verify.Forward("vlan1", "vlan2"),)
+    pings = verify.expected_pings(layout(seg(1, "a"), seg(2, "b"), forwards=fw))
+    by = {(p.source, p.target): p.expected for p in pings}
+    assert by[("a", "b")] is True
+    assert by[("b", "a")] is False
+    assert by[("a", "router (10.0.2.3)")] is False
+
+
+def test_an_exception_limited_to_networks_needs_matching_addresses() -> None:
+    fw = (verify.Forward("vlan1", "vlan2", destination_net=ipaddress.IPv4Network("10.0.2.8/29")),)
+    lay = layout(seg(1, "a"), seg(2, "b", "c"), forwards=fw)
+    addresses = {"a": IPv4("10.0.1.5"), "b": IPv4("10.0.2.9"), "c": IPv4("10.0.2.20")}
+    by = {(p.source, p.target): p.expected for p in verify.expected_pings(lay, addresses)}
+    assert (by[("a", "b")], by[("a", "c")]) == (True, False)
+
+
+def test_layout_keeps_only_exceptions_that_pass_icmp() -> None:
+    topo = load_topology(SEEDS)
+    assert verify.layout_of(topo).forwards == ()
+
+
+# --- UDP ----------------------------------------------------------------------------------------
+
+
+def traffic_rows(rows: list[verify.Datagram]) -> list[tuple[str, str, str, bool]]:
+    return [(r.test, r.source, f"{r.receiver} {r.destination}:{r.port}", r.expected) for r in rows]
+
+
+def test_seed_udp_tests_per_vlan_and_isolation() -> None:
+    rows = verify.expected_traffic(verify.layout_of(load_topology(SEEDS)))
+    assert traffic_rows(rows)[:7] == [
+        ("broadcast", "router", "Container1 10.0.1.255:5000", True),
+        ("multicast", "Device1", "Container1 233.54.12.234:22001", True),
+        ("broadcast", "Device1", "Container1 10.0.1.255:5000", True),
+        ("broadcast", "Device1", "Container1 255.255.255.255:5000", True),
+        ("broadcast", "Device1", "Container2 10.0.1.255:5000", False),
+        ("broadcast", "Device1", "Container2 255.255.255.255:5000", False),
+        ("multicast", "Device1", "Container2 233.54.12.234:22001", False),
+    ]
+    assert rows[0].source_address == IPv4("10.0.1.3")  # the seeds' `nc -s 10.0.1.3`
+    assert len(rows) == 14
+    assert traffic_rows(rows)[7][2] == "Container2 10.0.2.255:5000"
+
+
+def test_expected_crossings_turn_isolation_rows_into_arrivals() -> None:
+    lay = verify.layout_of(load_topology(SEEDS))
+    crossings = [verify.Crossing("multicast", "vlan1", "vlan2")]
+    rows = verify.expected_traffic(lay, crossings)
+    arriving = [r for r in rows if r.expected and r.receiver == "Container2"]
+    multicast_from_1 = [r for r in arriving if r.source == "Device1"]
+    assert [(r.test, r.why) for r in multicast_from_1] == [
+        ("multicast", "VLAN 1 to VLAN 2 (relayed)")
+    ]
+
+
+def test_relay_rules_of_the_seeds_cross_from_vlan1_to_vlan2() -> None:
+    assert verify.crossings_of_relay_rules(load_topology(SEEDS)) == [
+        verify.Crossing("broadcast", "vlan1", "vlan2"),
+        verify.Crossing("multicast", "vlan1", "vlan2"),
+    ]
+
+
+def test_a_vlan_with_one_member_multicasts_from_the_router() -> None:
+    rows = verify.expected_traffic(layout(seg(1, "a"), seg(2, "b")))
+    mine = [r for r in rows if r.why == "VLAN 1"]
+    assert [(r.test, r.source, r.source_address) for r in mine] == [
+        ("broadcast", "router", IPv4("10.0.1.3")),
+        ("multicast", "router", IPv4("10.0.1.3")),
+    ]
+    isolation = [r for r in rows if r.why == "VLAN 1 to VLAN 2"]
+    assert {r.source for r in isolation} == {"a"}
+
+
+def test_a_vlan_without_members_is_neither_tested_nor_a_target() -> None:
+    rows = verify.expected_traffic(layout(seg(1, "a", "b"), seg(2)))
+    assert {r.receiver for r in rows} == {"a"}
+
+
+# --- output ---------------------------------------------------------------------------------------
+
+
+def test_table_marks_mismatches_and_errors() -> None:
+    rows = [
+        verify.Row("ping", "a", "b", True, True, "VLAN 1"),
+        verify.Row("ping", "a", "c", False, True, "VLAN 1 to VLAN 2"),
+        verify.Row("broadcast", "a", "d", False, False, "x", error="source has no address"),
+    ]
+    lines = verify.format_table(rows, with_test=True).splitlines()
+    assert lines[0].split() == ["Test", "Source", "Target", "Expected", "Got", "Result"]
+    assert lines[1].endswith("pass")
+    assert lines[2].endswith("FAIL")
+    assert "No connection" in lines[2]
+    assert "source has no address" in lines[3]
+    assert lines[3].endswith("FAIL")
+
+
+@pytest.mark.parametrize("prefix", [None])
+def test_verify_without_a_namespace_prefix_is_a_usage_error(
+    prefix: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert verify.run_verify(load_topology(SEEDS), netns_prefix=prefix) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_verify_of_a_topology_that_was_not_applied_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert verify.run_verify(load_topology(SEEDS), netns_prefix="ccl-never-applied-") == 2
+    assert "ccl-never-applied-host does not exist" in capsys.readouterr().err
