@@ -1,0 +1,201 @@
+"""`crosscast topology apply/destroy --netns-prefix` on the seeds' two-VLAN prototype.
+
+One module-wide apply under a unique prefix (other runs may share this machine), checked from
+several sides, always destroyed at the end. Traffic only goes to addresses inside the
+namespaces made here.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import secrets
+import subprocess
+import time
+from collections.abc import Iterator
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from crosscast import netns
+from crosscast.topology.apply import apply_topology, destroy_topology
+from crosscast.topology.load import load_topology
+from crosscast.topology.model import Topology, mac_for_name
+
+pytestmark = pytest.mark.root
+
+SEEDS = Path(__file__).resolve().parent.parent / "examples" / "topology-seeds.yaml"
+LEASES = {"Container1": IPv4Address("10.0.1.150"), "Container2": IPv4Address("10.0.2.150")}
+
+
+def _unique_prefix() -> str:
+    return f"cct{secrets.token_hex(2)}-"
+
+
+def _apply(topology: Topology, prefix: str) -> tuple[int, str]:
+    out = io.StringIO()
+    rc = apply_topology(topology, netns_prefix=prefix, leases=LEASES, out=out)
+    return rc, out.getvalue()
+
+
+def _destroy(topology: Topology, prefix: str) -> tuple[int, str]:
+    out = io.StringIO()
+    rc = destroy_topology(topology, netns_prefix=prefix, out=out)
+    return rc, out.getvalue()
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+def _pings(ns: str, address: str) -> bool:
+    proc = subprocess.run(
+        ["ip", "netns", "exec", ns, "ping", "-c1", "-W1", address],
+        capture_output=True,
+        check=False,
+    )
+    return proc.returncode == 0
+
+
+def _link(ns: str, ifname: str) -> dict[str, object]:
+    out = netns.run(["ip", "-4", "-d", "-j", "address", "show", "dev", ifname], ns).stdout
+    links = json.loads(out)
+    assert isinstance(links, list)
+    link = links[0]
+    assert isinstance(link, dict)
+    return link
+
+
+@pytest.fixture(scope="module")
+def seeds() -> Topology:
+    return load_topology(SEEDS)
+
+
+@pytest.fixture(scope="module")
+def applied(seeds: Topology) -> Iterator[str]:
+    prefix = _unique_prefix()
+    try:
+        rc, output = _apply(seeds, prefix)
+        assert rc == 0, output
+        yield prefix
+    finally:
+        _destroy(seeds, prefix)
+
+
+def test_apply_makes_one_namespace_per_host_router_container_and_device(applied: str) -> None:
+    expected = ["Container1", "Container2", "Device1", "Device2", "host", "router"]
+    assert netns.names(applied) == sorted(applied + name for name in expected)
+
+
+def test_host_has_one_bridge_per_vlan_and_the_uplink_bridge(applied: str) -> None:
+    for bridge, address in (("br0", "10.0.1.1"), ("br1", "10.0.2.1"), ("brup", "192.168.1.1")):
+        link = _link(applied + "host", bridge)
+        assert link["linkinfo"]["info_kind"] == "bridge"  # type: ignore[index]
+        assert "UP" in link["flags"]  # type: ignore[operator]
+        assert any(a["local"] == address for a in link["addr_info"])  # type: ignore[attr-defined]
+
+
+def test_bridges_snoop_multicast_with_a_querier(applied: str) -> None:
+    out = netns.run(["ip", "-d", "-j", "link", "show", "dev", "br0"], applied + "host").stdout
+    data = json.loads(out)[0]["linkinfo"]["info_data"]
+    assert data["mcast_snooping"] == 1
+    assert data["mcast_querier"] == 1
+
+
+def test_router_has_an_interface_per_vlan_and_the_uplink(applied: str) -> None:
+    router = applied + "router"
+    for ifname, address in (("eth0", "10.0.1.3"), ("eth1", "192.168.1.3"), ("eth2", "10.0.2.3")):
+        link = _link(router, ifname)
+        assert [a["local"] for a in link["addr_info"]] == [address]  # type: ignore[attr-defined]
+    out = netns.run(["ip", "-j", "link", "show", "dev", "router-eth0"], applied + "host").stdout
+    assert json.loads(out)[0]["master"] == "br0"
+
+
+def test_containers_get_leased_address_and_deterministic_mac(applied: str) -> None:
+    link = _link(applied + "Container1", "eth0")
+    assert link["address"] == mac_for_name("Container1")
+    assert [a["local"] for a in link["addr_info"]] == ["10.0.1.150"]  # type: ignore[attr-defined]
+
+
+def test_ping_within_a_vlan_works(applied: str) -> None:
+    assert _pings(applied + "Container1", "10.0.1.11")
+    assert _pings(applied + "Device2", "10.0.2.150")
+    assert _pings(applied + "Container1", "10.0.1.3")
+
+
+def test_ping_across_vlans_fails(applied: str) -> None:
+    assert not _pings(applied + "Container1", "10.0.2.150")
+    assert not _pings(applied + "Container1", "10.0.2.11")
+    assert not _pings(applied + "Device2", "10.0.1.11")
+
+
+def test_router_address_on_the_other_vlan_is_unreachable(applied: str) -> None:
+    assert not _pings(applied + "Container1", "10.0.2.3")
+    assert not _pings(applied + "Device2", "10.0.1.3")
+
+
+def test_router_reaches_both_vlans(applied: str) -> None:
+    assert _pings(applied + "router", "10.0.1.150")
+    assert _pings(applied + "router", "10.0.2.11")
+
+
+def test_vlan_reaches_the_internet_through_the_router(applied: str) -> None:
+    assert _pings(applied + "Device1", "192.168.1.1")
+
+
+def test_router_sysctls(applied: str) -> None:
+    router = applied + "router"
+    assert netns.run(["sysctl", "-n", "net.ipv4.ip_forward"], router).stdout.strip() == "1"
+    value = netns.run(["sysctl", "-n", "net.ipv4.icmp_echo_ignore_broadcasts"], router).stdout
+    assert value.strip() == "0"
+
+
+def test_dhcpd_runs_in_the_router_namespace(applied: str) -> None:
+    pid = int(Path(f"/run/crosscast/{applied}/dhcpd.pid").read_text())
+    assert Path(f"/proc/{pid}/comm").read_text().strip() == "dhcpd"
+    assert str(pid) in netns.run(["ip", "netns", "pids", applied + "router"]).stdout.split()
+
+
+def test_rendered_nft_rules_load_in_the_router(applied: str, seeds: Topology) -> None:
+    from crosscast.topology.render import render_nft_rules
+
+    netns.run(["nft", "-c", "-f", "-"], applied + "router", input=render_nft_rules(seeds))
+
+
+def test_apply_again_changes_nothing(applied: str, seeds: Topology) -> None:
+    rc, output = _apply(seeds, applied)
+    assert rc == 0, output
+    assert output.splitlines()[-1].startswith("0 steps done")
+    assert not any(line.startswith("+") for line in output.splitlines())
+
+
+def test_destroy_leaves_nothing(seeds: Topology) -> None:
+    prefix = _unique_prefix()
+    try:
+        rc, output = _apply(seeds, prefix)
+        assert rc == 0, output
+        assert _processes_mentioning(f"/run/crosscast/{prefix}/")
+    finally:
+        rc, output = _destroy(seeds, prefix)
+    assert rc == 0, output
+    assert netns.names(prefix) == []
+    assert not any(p.name.startswith(prefix) for p in Path("/etc/netns").glob("*"))
+    assert not Path(f"/run/crosscast/{prefix}").exists()
+    deadline = time.monotonic() + 5
+    while _processes_mentioning(f"/run/crosscast/{prefix}/") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _processes_mentioning(f"/run/crosscast/{prefix}/") == []
+    rc, output = _destroy(seeds, prefix)
+    assert rc == 0
+    assert output.splitlines()[-1].startswith("0 steps done")
