@@ -81,6 +81,8 @@ def test_broadcast_crosses_nodes_with_sender_ip_and_relay_mac(
     assert frame.dport == PORT
     assert frame.src_mac == relay2.mac, "re-emitted with the egress relay's own MAC"
     assert frame.src_mac != sender.mac
+    assert frame.ip_checksum_ok
+    assert frame.udp_checksum_ok
 
 
 def test_relay_that_joins_later_is_reached_within_one_refresh(

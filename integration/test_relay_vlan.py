@@ -39,6 +39,8 @@ def test_directed_broadcast_crosses_with_destination_rewritten(relayed: lab.Rout
     assert frame.ip_src == sender.ip
     assert frame.src_mac == relayed.relays[2].mac
     assert frame.dst_mac == "ff:ff:ff:ff:ff:ff"
+    assert frame.ip_checksum_ok
+    assert frame.udp_checksum_ok, "UDP checksum recomputed after the destination rewrite"
 
 
 def test_limited_broadcast_keeps_its_address(relayed: lab.RoutedVlans) -> None:

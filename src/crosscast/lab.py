@@ -692,6 +692,28 @@ class SniffedFrame:
     def outgoing(self) -> bool:
         return self.pkttype == PACKET_OUTGOING
 
+    @property
+    def ip_checksum_ok(self) -> bool:
+        ihl = (self.raw[14] & 0x0F) * 4
+        return _sum16(self.raw[14 : 14 + ihl]) == 0xFFFF
+
+    @property
+    def udp_checksum_ok(self) -> bool:
+        """True when the UDP checksum verifies (or is 0, "none"); as a receiver checks it.
+
+        An outgoing frame sniffed on its sender's own interface may carry only a partial
+        checksum (the NIC, here veth, is trusted to complete it): judge frames as received.
+        """
+        ihl = (self.raw[14] & 0x0F) * 4
+        udp = self.raw[14 + ihl :]
+        length = struct.unpack("!H", udp[4:6])[0]
+        if udp[6:8] == b"\0\0":
+            return True
+        if length < 8 or length > len(udp):
+            return False
+        pseudo = self.raw[26:34] + struct.pack("!BBH", 0, 17, length)
+        return _sum16(pseudo + udp[:length]) == 0xFFFF
+
 
 def parse_udp_frame(frame: bytes, pkttype: int = 0) -> SniffedFrame | None:
     """Parse Ethernet/IPv4/UDP (first fragment or whole datagram); None for anything else."""
