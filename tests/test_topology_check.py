@@ -6,12 +6,15 @@ comments give them) and the exact messages expected.
 
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
 
 import pytest
 
 from crosscast.cli import main
 from crosscast.topology.load import TopologyErrors, load_topology, parse_topology
+from crosscast.topology.model import Topology
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -362,12 +365,26 @@ def test_empty_file_is_reported() -> None:
     assert caught.value.problems == ["e.yaml:1: the file is empty"]
 
 
-def test_verify_without_the_verify_module_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+def test_verify_without_run_verify_says_not_available(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "crosscast.topology.verify", types.ModuleType("verify"))
+    assert main(["topology", "verify", str(ROOT / "examples" / "topology-seeds.yaml")]) == 2
+    assert "verify: not available yet" in capsys.readouterr().err
+
+
+def test_verify_hands_the_topology_and_prefix_to_run_verify(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[str, str | None]] = []
+
+    def run_verify(topology: Topology, netns_prefix: str | None = None) -> int:
+        calls.append((topology.name, netns_prefix))
+        return 1
+
+    fake = types.ModuleType("verify")
+    fake.run_verify = run_verify  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "crosscast.topology.verify", fake)
     seeds = str(ROOT / "examples" / "topology-seeds.yaml")
-    try:
-        import crosscast.topology.verify  # noqa: F401
-    except ModuleNotFoundError:
-        assert main(["topology", "verify", seeds]) == 2
-        assert "verify: not available yet" in capsys.readouterr().err
-    else:
-        pytest.skip("crosscast.topology.verify exists now")
+    assert main(["topology", "verify", seeds, "--netns-prefix", "p-"]) == 1
+    assert calls == [("seeds", "p-")]

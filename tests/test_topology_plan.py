@@ -129,7 +129,8 @@ def test_dhcpd_serves_the_vlan_interfaces_with_state_in_the_prefix_dir(seeds: To
 def test_container_without_address_is_left_for_crosscast_lease(seeds: Topology) -> None:
     plan = plan_apply(seeds, layout_for(seeds, "p-"))
     notes = [item.text for item in plan if isinstance(item, Note)]
-    assert any("`crosscast lease Container1 --vlan vlan1`" in note for note in notes)
+    lease = "`crosscast lease Container1 --vlan vlan1 --interface br0 --netns p-host`"
+    assert any(lease in note for note in notes)
     container_runs = [run.argv[:3] for run in _runs(plan) if run.ns == "p-Container1"]
     assert ("ip", "address", "add") not in container_runs
 

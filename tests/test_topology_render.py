@@ -67,7 +67,8 @@ def test_router_address_of_other_vlan_is_dropped_on_input() -> None:
 
 def test_containers_without_address_take_ip_and_mac_from_a_lease() -> None:
     script = render_all(load_topology(_example("seeds")))["docker-containers.sh"]
-    assert 'eval "$(crosscast lease Container1 --vlan vlan1 --format env)"' in script
+    lease = "crosscast lease Container1 --vlan vlan1 --interface br0 --format env"
+    assert f'eval "$({lease})"' in script
     assert '--ip="$CROSSCAST_IP"' in script
     assert '--mac-address="$CROSSCAST_MAC"' in script
 

@@ -612,6 +612,7 @@ def plan_apply(
         nodes.append(("container", c.name, c.vlan, address, c.effective_mac))
     if layout.simulate_devices:
         nodes += [("device", d.name, d.vlan, d.address, d.effective_mac) for d in topology.devices]
+    netns_option = f" --netns {host}" if host is not None else ""
     for kind, name, vlan_name, address, mac in nodes:
         vlan = topology.vlan(vlan_name)
         ns = layout.ns(name)
@@ -621,8 +622,9 @@ def plan_apply(
         if address is None:
             plan.append(
                 Note(
-                    f"{name}: no address yet; `crosscast lease {name} --vlan {vlan.name}` "
-                    f"assigns it (MAC {mac})"
+                    f"{name}: no address yet: `crosscast lease {name} --vlan {vlan.name} "
+                    f"--interface {vlan.bridge}{netns_option}` gets one (MAC {mac}); "
+                    f"then apply again with --lease {name}=ADDRESS"
                     if kind == "container"
                     else f"{name}: no fixed address; it takes one from DHCP"
                 )

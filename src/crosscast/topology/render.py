@@ -253,7 +253,10 @@ def render_docker_containers_sh(topology: Topology) -> str:
             f"if ! docker container inspect {container.name} >/dev/null 2>&1; then",
         ]
         if container.address is None:
-            lease = f"crosscast lease {shlex.quote(container.name)} --vlan {vlan.name} --format env"
+            lease = (
+                f"crosscast lease {shlex.quote(container.name)} --vlan {vlan.name}"
+                f" --interface {vlan.bridge} --format env"
+            )
             lines.append(f'  eval "$({lease})"')
             ip, mac = '"$CROSSCAST_IP"', '"$CROSSCAST_MAC"'
         else:
@@ -330,7 +333,10 @@ def render_compose(topology: Topology) -> str:
     for container in topology.containers:
         vlan = _vlan_of(topology, container.vlan)
         if container.address is None:
-            hint = f"run: crosscast lease {container.name} --vlan {vlan.name}"
+            hint = (
+                f"run: crosscast lease {container.name} --vlan {vlan.name}"
+                f" --interface {vlan.bridge}"
+            )
             address = f"${{CROSSCAST_IP_{_env_name(container)}:?{hint}}}"
         else:
             address = str(container.address)

@@ -27,7 +27,7 @@ fi
 # probe on VLAN 10 (sensors). Its default route must be the
 # router 192.168.10.254, not Docker's gateway 192.168.10.1.
 if ! docker container inspect probe >/dev/null 2>&1; then
-  eval "$(crosscast lease probe --vlan sensors --format env)"
+  eval "$(crosscast lease probe --vlan sensors --interface br-sensors --format env)"
   docker create \
     --name=probe \
     --hostname=probe \

@@ -26,7 +26,7 @@ fi
 # Container1 on VLAN 1 (vlan1). Its default route must be the
 # router 10.0.1.3, not Docker's gateway 10.0.1.1.
 if ! docker container inspect Container1 >/dev/null 2>&1; then
-  eval "$(crosscast lease Container1 --vlan vlan1 --format env)"
+  eval "$(crosscast lease Container1 --vlan vlan1 --interface br0 --format env)"
   docker create \
     --name=Container1 \
     --hostname=Container1 \
@@ -39,7 +39,7 @@ fi
 # Container2 on VLAN 2 (vlan2). Its default route must be the
 # router 10.0.2.3, not Docker's gateway 10.0.2.1.
 if ! docker container inspect Container2 >/dev/null 2>&1; then
-  eval "$(crosscast lease Container2 --vlan vlan2 --format env)"
+  eval "$(crosscast lease Container2 --vlan vlan2 --interface br1 --format env)"
   docker create \
     --name=Container2 \
     --hostname=Container2 \
