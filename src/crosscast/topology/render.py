@@ -348,7 +348,7 @@ def render_compose(topology: Topology) -> str:
             "networks": {vlan.network.name: {"ipv4_address": address}},
         }
     document = {"name": topology.name, "services": services, "networks": networks}
-    body = yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=100)
+    body = yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=1000)
     return _header(topology) + body
 
 
