@@ -187,12 +187,12 @@ def test_reply_from_the_probed_address_is_a_conflict() -> None:
         Ether(src=SERVER_MAC, dst=MAC)
         / ARP(op=2, hwsrc=SERVER_MAC, psrc=str(IP1), hwdst=MAC, pdst="0.0.0.0")
     )
-    assert dhcp.is_conflict(dhcp.parse_arp_frame(raw), MAC, IP1)
+    assert dhcp.is_conflict(dhcp.parse_arp_frame(raw), IP1, {MAC})
 
 
 def test_another_hosts_probe_for_the_same_address_is_a_conflict() -> None:
     raw = bytes(Ether(src=SERVER_MAC) / ARP(op=1, hwsrc=SERVER_MAC, psrc="0.0.0.0", pdst=str(IP1)))
-    assert dhcp.is_conflict(dhcp.parse_arp_frame(raw), MAC, IP1)
+    assert dhcp.is_conflict(dhcp.parse_arp_frame(raw), IP1, {MAC})
 
 
 def test_our_own_probe_and_unrelated_arp_are_not_conflicts() -> None:
@@ -200,5 +200,10 @@ def test_our_own_probe_and_unrelated_arp_are_not_conflicts() -> None:
     other = dhcp.parse_arp_frame(
         bytes(Ether() / ARP(op=1, hwsrc=SERVER_MAC, psrc=str(SERVER), pdst="10.0.1.9"))
     )
-    assert not dhcp.is_conflict(own, MAC, IP1)
-    assert not dhcp.is_conflict(other, MAC, IP1)
+    assert not dhcp.is_conflict(own, IP1, {MAC})
+    assert not dhcp.is_conflict(other, IP1, {MAC})
+
+
+def test_a_reply_from_one_of_our_macs_is_not_a_conflict() -> None:
+    raw = bytes(Ether(src=SERVER_MAC) / ARP(op=2, hwsrc=SERVER_MAC, psrc=str(IP1), pdst="0.0.0.0"))
+    assert not dhcp.is_conflict(dhcp.parse_arp_frame(raw), IP1, {MAC, SERVER_MAC})

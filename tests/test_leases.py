@@ -24,6 +24,7 @@ IPv4 = ipaddress.IPv4Address
 SERVER = IPv4("10.0.1.3")
 SERVER_MAC = "02:00:0a:00:01:03"
 SQUATTER_MAC = "02:00:0a:00:01:63"
+BRIDGE_MAC = "02:00:00:00:00:b0"  # the interface the client runs on
 FAST = leases.Timing(exchange_timeout=3.0, retries=2, probe_count=3, probe_window=1.0)
 
 
@@ -33,8 +34,11 @@ FAST = leases.Timing(exchange_timeout=3.0, retries=2, probe_count=3, probe_windo
 class FakeDhcpServer:
     """Answers a client's frames the way isc-dhcp-server does, built with scapy."""
 
-    def __init__(self, pool: list[str], *, squatters: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, pool: list[str], *, squatters: tuple[str, ...] = (), squatter_mac: str = SQUATTER_MAC
+    ) -> None:
         self.free = [IPv4(a) for a in pool]
+        self.squatter_mac = squatter_mac
         self.bound: dict[str, IPv4] = {}  # chaddr -> address
         self.squatters = {IPv4(a) for a in squatters}  # answer ARP, as a static host would
         self.silent = False
@@ -50,8 +54,8 @@ class FakeDhcpServer:
             if target in self.squatters:
                 return [
                     bytes(
-                        Ether(src=SQUATTER_MAC, dst=pkt.src)
-                        / ARP(op=2, hwsrc=SQUATTER_MAC, psrc=str(target), hwdst=pkt.src)
+                        Ether(src=self.squatter_mac, dst=pkt.src)
+                        / ARP(op=2, hwsrc=self.squatter_mac, psrc=str(target), hwdst=pkt.src)
                     )
                 ]
             return []
@@ -115,6 +119,7 @@ class FakeLink:
 
     def __init__(self, server: FakeDhcpServer) -> None:
         self.server = server
+        self.mac = BRIDGE_MAC
         self.now = 1000.0
         self.queue: deque[bytes] = deque()
         self.sent: list[bytes] = []
@@ -332,7 +337,7 @@ def test_the_address_is_arp_probed_before_it_is_used(store: leases.LeaseStore) -
     _lease("container1", store, link)
     probes = [Ether(f)[ARP] for f in link.sent if ARP in Ether(f)]
     assert len(probes) == FAST.probe_count
-    assert {(p.psrc, p.pdst) for p in probes} == {("0.0.0.0", "10.0.1.100")}
+    assert {(p.hwsrc, p.psrc, p.pdst) for p in probes} == {(BRIDGE_MAC, "0.0.0.0", "10.0.1.100")}
 
 
 def test_an_address_in_use_is_declined_and_another_one_taken(store: leases.LeaseStore) -> None:
@@ -342,6 +347,17 @@ def test_an_address_in_use_is_declined_and_another_one_taken(store: leases.Lease
     assert b.ip == IPv4("10.0.1.101")
     assert server.declined == [IPv4("10.0.1.100")]
     assert any("10.0.1.100 is already in use by " + SQUATTER_MAC in n for n in notes)
+
+
+def test_the_container_itself_holding_the_address_is_not_a_conflict(
+    store: leases.LeaseStore,
+) -> None:
+    # A namespace topology: the container's eth0 (same MAC) already has the address.
+    server = FakeDhcpServer(
+        ["10.0.1.100"], squatters=("10.0.1.100",), squatter_mac=mac_for_name("container1")
+    )
+    assert _lease("container1", store, FakeLink(server)).binding.ip == IPv4("10.0.1.100")
+    assert server.declined == []
 
 
 def test_giving_up_after_every_offer_is_in_use(store: leases.LeaseStore) -> None:

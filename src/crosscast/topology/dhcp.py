@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import struct
+from collections.abc import Collection
 from dataclasses import dataclass
 
 # --- constants, with where they come from ----------------------------------------------------
@@ -438,8 +439,8 @@ class Arp:
 
 
 def build_arp_probe(mac: str, target_ip: ipaddress.IPv4Address) -> bytes:
-    """An ARP probe (RFC 5227 section 2.1.1): a broadcast request with sender IP 0.0.0.0, so
-    no neighbour cache learns the address we are only testing."""
+    """An ARP probe (RFC 5227 section 2.1.1): a broadcast request from `mac` (the interface's
+    own address) with sender IP 0.0.0.0, so no neighbour cache learns the address we test."""
     eth = mac_to_bytes(BROADCAST_MAC) + mac_to_bytes(mac) + struct.pack("!H", ETH_P_ARP)
     arp = struct.pack(
         "!HHBBH6s4s6s4s",
@@ -472,10 +473,11 @@ def parse_arp_frame(frame: bytes) -> Arp:
     )
 
 
-def is_conflict(arp: Arp, own_mac: str, probed_ip: ipaddress.IPv4Address) -> bool:
+def is_conflict(arp: Arp, probed_ip: ipaddress.IPv4Address, ours: Collection[str]) -> bool:
     """RFC 5227 section 2.1.1: the probed address is in use if anyone else sends ARP *from* it,
-    or probes for it at the same time as we do."""
-    if arp.sender_mac == own_mac:
+    or probes for it at the same time as we do. `ours`: the MACs that are not "anyone else"
+    (the prober's, and the container's, which may already hold its own address)."""
+    if arp.sender_mac in ours:
         return False
     if arp.sender_ip == probed_ip:
         return True

@@ -258,6 +258,8 @@ def _from_row(row: tuple[Any, ...]) -> Binding:
 class Link(Protocol):
     """Where the client's frames go and come from: an AF_PACKET socket, or a fake in tests."""
 
+    mac: str  # the interface's own MAC: ARP probes are sent from it
+
     def send(self, frame: bytes) -> None: ...
 
     def recv(self, timeout: float) -> bytes | None:
@@ -268,9 +270,7 @@ class Link(Protocol):
 ETH_P_ALL = 0x0003  # linux/if_ether.h
 SO_ATTACH_FILTER = 26  # asm-generic/socket.h
 SOL_PACKET = 263  # linux/socket.h
-PACKET_ADD_MEMBERSHIP = 1  # linux/if_packet.h
-PACKET_MR_PROMISC = 1
-PACKET_OUTGOING = 4  # sll_pkttype of frames this host sent
+PACKET_OUTGOING = 4  # linux/if_packet.h: sll_pkttype of frames this host sent
 PACKET_IGNORE_OUTGOING = 23
 
 # Classic BPF: keep ARP, and unfragmented IPv4 UDP to port 68; drop the rest in the kernel.
@@ -292,10 +292,10 @@ _FILTER = (
 
 
 class PacketLink:
-    """An AF_PACKET socket on one interface (a VLAN's bridge), promiscuous, filtered in-kernel.
+    """An AF_PACKET socket on one interface (a VLAN's bridge), filtered in the kernel.
 
-    Promiscuous because replies to our ARP probes are unicast to the container's MAC, which is
-    not the bridge's own: without it the bridge never hands them up to us.
+    DHCP replies come back broadcast (we set the BOOTP broadcast flag) and ARP replies to our
+    probes come to the interface's own MAC (`self.mac`), so no promiscuous mode is needed.
     """
 
     def __init__(self, interface: str, ns: str | None = None) -> None:
@@ -314,9 +314,6 @@ class PacketLink:
                     with contextlib.suppress(OSError):  # kernels before 4.20 lack it
                         sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
                     sock.bind((interface, ETH_P_ALL))
-                    index = socket.if_nametoindex(interface)
-                    mreq = struct.pack("iHH8s", index, PACKET_MR_PROMISC, 0, b"")
-                    sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
                 except BaseException:
                     sock.close()
                     raise
@@ -328,6 +325,8 @@ class PacketLink:
             where = f" in namespace {ns}" if ns else ""
             raise UsageError(f"cannot open interface {interface}{where}: {exc.strerror}") from None
         self._sock = sock
+        # A bound packet socket's own address is the interface's (sockaddr_ll.sll_addr).
+        self.mac = dhcp.mac_to_str(sock.getsockname()[4][:6])
 
     def send(self, frame: bytes) -> None:
         self._sock.send(frame)
@@ -440,8 +439,14 @@ class DhcpClient:
         )
 
     def in_use(self, ip: IPv4) -> str | None:
-        """ARP-probe `ip` (RFC 5227, sender IP 0.0.0.0): the MAC of whoever holds it, or None."""
-        probe = dhcp.build_arp_probe(self.mac, ip)
+        """ARP-probe `ip` (RFC 5227, sender IP 0.0.0.0): the MAC of whoever holds it, or None.
+
+        The probe goes out from the interface's own MAC, not the container's: in a namespace
+        topology the container's eth0 already sits on the bridge with the container's MAC, so
+        the bridge would forward replies addressed to that MAC to it, never up to us. A reply
+        from the container's MAC is the container holding its own address: no conflict.
+        """
+        probe = dhcp.build_arp_probe(self.link.mac, ip)
         start = self.clock()
         step = self.timing.probe_window / self.timing.probe_count
         for i in range(self.timing.probe_count):
@@ -455,7 +460,7 @@ class DhcpClient:
                     arp = dhcp.parse_arp_frame(raw)
                 except ValueError:
                     continue
-                if dhcp.is_conflict(arp, self.mac, ip):
+                if dhcp.is_conflict(arp, ip, {self.mac, self.link.mac}):
                     return arp.sender_mac
         return None
 
