@@ -54,8 +54,11 @@ QUIET = 0.5  # seconds the negative checks listen for what must not arrive
 READY = "ready"  # the relay logs a line containing this once its sockets are open
 
 
-class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived; the lab is torn down on the way out."""
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived; the lab is torn down on the way out.
+
+    A BaseException, like KeyboardInterrupt, so that no broad `except Exception` swallows it.
+    """
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
@@ -191,11 +194,20 @@ def _tag(what: str) -> bytes:
     return f"{what}-{secrets.token_hex(4)}".encode()
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """A check's result, kept until its section is printed."""
+
+    ok: bool
+    passed: str
+    failed: str
+
+
 @dataclass
 class _Relay:
     name: str
     log: Path
-    proc: Any
+    proc: subprocess.Popen[bytes]
 
     def tail(self, lines: int = 8) -> str:
         try:
@@ -206,15 +218,17 @@ class _Relay:
 
 
 class _Demo:
+    """Build both labs, start every relay, then tell the story one section at a time.
+
+    The labs are built and the relays started up front, so that their start-ups overlap; the
+    checks that need no relay (a broadcast stays in its segment) run before any relay exists.
+    """
+
     def __init__(self, lab: Any, prefix: str, logs: Path, report: Report) -> None:
         self.lab = lab
         self.prefix = prefix
         self.logs = logs
         self.report = report
-        self.relays: list[_Relay] = []
-        self.sockets: list[socket.socket] = []
-
-    # -- building -------------------------------------------------------------------------
 
     def run(self) -> None:
         lab, say = self.lab, self.report.say
@@ -222,23 +236,11 @@ class _Demo:
             self.prefix, n_vlans=2, hosts_per_vlan=1, relay_hosts=False, base=VLAN_BASE
         )
         isolated = self._isolate(vlans.router, ("br1", "br2"))
-        say(
-            f"routed VLANs: {vlans.vlans[1].network} and {vlans.vlans[2].network} behind one "
-            "router" + (", which forwards nothing between them" if isolated else "")
-        )
         overlay = lab.SwarmOverlay.build(self.prefix, nodes=2, apps_per_node=1, base=OVERLAY_BASE)
-        say(
-            f"Swarm-like overlay: 2 nodes, {overlay.overlay.network} over VXLAN "
-            "(unicast crosses nodes, broadcast does not)"
-        )
-        self._baseline(vlans, overlay)
+        vlan_alone, node_alone = self._baseline(vlans, overlay)
 
-        say(f"relays: one in the router ({'; '.join(ROUTER_RULES)})")
-        say(f"        one per node, meshing with the peers they find as tasks.{SERVICE}")
         router_relay = self._start(
-            "router",
-            vlans.router,
-            ["-ll", "info"] + [a for r in ROUTER_RULES for a in ("--rule", r)],
+            "router", vlans.router, [a for rule in ROUTER_RULES for a in ("--rule", rule)]
         )
         dns = lab.FakeSwarmDns({f"tasks.{SERVICE}": [r.ip for r in overlay.relays]})
         node_relays = []
@@ -246,21 +248,49 @@ class _Demo:
             dns.serve_in(node.relay.ns)
             node_relays.append(
                 self._start(
-                    f"node{node.index}",
+                    f"node {node.index}",
                     node.relay.ns,
                     ["-t", "eth0", "-b", str(PVA_PORT), "--discovery-interval", "1"],
                     {"SERVICENAME": SERVICE},
                 )
             )
-        for relay in [router_relay, *node_relays]:
-            self._wait_ready(relay)
 
-        self._router_checks(vlans)
-        self._swarm_checks(overlay)
-        for relay in self.relays:
+        v1, v2 = vlans.vlans[1].network, vlans.vlans[2].network
+        say(
+            f"router mode: VLANs {v1} and {v2} on one router"
+            + (", which routes nothing between them" if isolated else "")
+        )
+        self._print(vlan_alone)
+        say(f"  relay in the router: {ROUTER_RULES[0]}")
+        for rule in ROUTER_RULES[1:]:
+            say(f"                       {rule}")
+        self._wait_ready(router_relay)
+        self._router_checks(vlans, router_relay)
+
+        say(
+            f"Swarm mode: 2 nodes, overlay {overlay.overlay.network} (VXLAN: unicast crosses "
+            "nodes, broadcast does not)"
+        )
+        self._print(node_alone)
+        say(f"  a relay on each node; they find each other as tasks.{SERVICE}")
+        for relay in node_relays:
+            self._wait_ready(relay)
+        self._swarm_checks(overlay, node_relays[1])
+
+        for relay in (router_relay, *node_relays):
             if relay.proc.poll() is not None:
-                self.report.fail(f"relay {relay.name} exited ({relay.proc.returncode})")
-                self.report.say(relay.tail())
+                self.report.fail(f"the relay {relay.name} exited ({relay.proc.returncode})")
+                say(relay.tail())
+
+    def _print(self, outcome: _Outcome) -> None:
+        self.report.check(outcome.ok, outcome.passed, outcome.failed)
+
+    def _check(self, ok: bool, passed: str, failed: str, relay: _Relay | None = None) -> None:
+        self.report.check(ok, passed, failed)
+        if not ok and relay is not None:
+            self.report.say(f"    the {relay.name} relay's log ends with:\n{relay.tail()}")
+
+    # -- building -------------------------------------------------------------------------
 
     def _isolate(self, router_ns: str, bridges: tuple[str, ...]) -> bool:
         """FORWARD DROP between the VLAN bridges, as the seed router's iptables do.
@@ -282,23 +312,21 @@ class _Demo:
     def _start(
         self, name: str, ns: str, args: list[str], env: dict[str, str] | None = None
     ) -> _Relay:
-        log = self.logs / f"{name}.log"
-        # The relay reads its settings from the environment too; the demo's must not depend on
-        # what the caller happens to have set (RULES, MESH_SECRET_FILE, ...).
+        log = self.logs / f"relay-{name.replace(' ', '')}.log"
         env = env or {}
+        # The relay reads settings from the environment too; the demo's must not depend on what
+        # the caller happens to have set (RULES, MESH_SECRET_FILE, ...).
         unset = [a for var in _relay_env_vars() if var not in env for a in ("-u", var)]
-        argv = ["env", *unset, sys.executable, "-m", "crosscast", "relay", *args]
+        argv = ["env", *unset, sys.executable, "-m", "crosscast", "relay", "-ll", "info", *args]
         proc = self.lab.spawn(ns, argv, log, {"PYTHONUNBUFFERED": "1", **env})
-        relay = _Relay(name, log, proc)
-        self.relays.append(relay)
-        return relay
+        return _Relay(name, log, proc)
 
     def _wait_ready(self, relay: _Relay) -> None:
         try:
             self.lab.wait_for_log(relay.log, READY, START_TIMEOUT, relay.proc)
         except TimeoutError:
             raise RuntimeError(
-                f"relay {relay.name} did not start; its log ends with:\n{relay.tail()}"
+                f"the {relay.name} relay did not start; its log ends with:\n{relay.tail()}"
             ) from None
 
     # -- sockets --------------------------------------------------------------------------
@@ -314,7 +342,6 @@ class _Demo:
         with netns.inside(ns):
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             index = socket.if_nametoindex("eth0")
-        self.sockets.append(s)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((group, port))
         mreqn = struct.pack("4s4si", socket.inet_aton(group), bytes(4), index)
@@ -349,146 +376,164 @@ class _Demo:
                 return got
         return None
 
-    def _quiet(self, listeners: list[tuple[socket.socket, bytes]]) -> list[bool]:
-        """For each (listener, tag): True when nothing starting with the tag arrived during one
+    def _quiet(self, *listeners: tuple[socket.socket, bytes]) -> list[bool]:
+        """For each (listener, tag): whether nothing starting with the tag arrived during one
         shared QUIET window."""
         deadline = time.monotonic() + QUIET
-        heard = [False] * len(listeners)
-        for i, (sock, tag) in enumerate(listeners):
-            left = max(0.0, deadline - time.monotonic())
-            got = self.lab.collect(sock, left)
-            heard[i] = any(d.startswith(tag) for d, _ in got)
-        return [not h for h in heard]
+        out = []
+        for sock, tag in listeners:
+            got = self.lab.collect(sock, max(0.0, deadline - time.monotonic()))
+            out.append(not any(d.startswith(tag) for d, _ in got))
+        return out
 
     # -- checks ---------------------------------------------------------------------------
 
-    def _baseline(self, vlans: Any, overlay: Any) -> None:
-        """Without relays, a broadcast stays in its segment (and is delivered there)."""
-        lab, check = self.lab, self.report.check
+    def _baseline(self, vlans: Any, overlay: Any) -> tuple[_Outcome, _Outcome]:
+        """Before any relay runs: a broadcast is delivered in its own segment and nowhere else."""
+        lab = self.lab
         v1, v2 = vlans.hosts[1][0], vlans.hosts[2][0]
         app1, app2 = overlay.nodes[0].apps[0], overlay.nodes[1].apps[0]
-        on_vlan1 = self._listen(vlans.router, GPS_PORT)  # the router's own address on VLAN 1
-        on_vlan2 = self._listen(v2.ns, GPS_PORT)
-        on_node1 = self._listen(overlay.nodes[0].relay.ns, PVA_PORT)
-        on_node2 = self._listen(app2.ns, PVA_PORT)
-        tag = _tag("baseline")
-        lab.send_broadcast(v1.ns, vlans.vlans[1].broadcast, GPS_PORT, tag)
-        lab.send_broadcast(app1.ns, overlay.overlay.broadcast, PVA_PORT, tag)
-        local = [lab.receive(s, ARRIVAL, lambda d, _s: d == tag) for s in (on_vlan1, on_node1)]
-        vlan_quiet, node_quiet = self._quiet([(on_vlan2, tag), (on_node2, tag)])
-        check(
-            local[0] is not None and vlan_quiet,
-            f"no relay yet: a broadcast on VLAN 1 ({vlans.vlans[1].broadcast}:{GPS_PORT}) "
-            "stays on VLAN 1",
-            "no relay yet: a broadcast on VLAN 1 "
-            + ("reached VLAN 2" if not vlan_quiet else "was not delivered on VLAN 1 itself"),
-        )
-        check(
-            local[1] is not None and node_quiet,
-            f"no relay yet: a broadcast on node 1 ({overlay.overlay.broadcast}:{PVA_PORT}) "
-            "stays on node 1",
-            "no relay yet: a broadcast on node 1 "
-            + ("reached node 2" if not node_quiet else "was not delivered on node 1 itself"),
-        )
-        for s in (on_vlan1, on_vlan2, on_node1, on_node2):
-            s.close()
+        bcast1, bcast = vlans.vlans[1].broadcast, overlay.overlay.broadcast
+        listeners = [
+            self._listen(vlans.router, GPS_PORT),  # the router's own address on VLAN 1
+            self._listen(v2.ns, GPS_PORT),
+            self._listen(overlay.nodes[0].relay.ns, PVA_PORT),  # another container on node 1
+            self._listen(app2.ns, PVA_PORT),
+        ]
+        try:
+            tag = _tag("baseline")
+            lab.send_broadcast(v1.ns, bcast1, GPS_PORT, tag)
+            lab.send_broadcast(app1.ns, bcast, PVA_PORT, tag)
+            vlan1_got, node1_got = (
+                lab.receive(s, ARRIVAL, lambda d, _s: d == tag) is not None
+                for s in (listeners[0], listeners[2])
+            )
+            vlan2_quiet, node2_quiet = self._quiet((listeners[1], tag), (listeners[3], tag))
+        finally:
+            for s in listeners:
+                s.close()
 
-    def _router_checks(self, vlans: Any) -> None:
-        lab, check = self.lab, self.report.check
+        def outcome(got: bool, quiet: bool, what: str, here: str, there: str) -> _Outcome:
+            return _Outcome(
+                got and quiet,
+                f"no relay yet: a broadcast to {what} stays on {here}",
+                f"no relay yet: a broadcast to {what} "
+                + (f"reached {there}" if not quiet else f"was not delivered on {here}"),
+            )
+
+        return (
+            outcome(vlan1_got, vlan2_quiet, f"{bcast1}:{GPS_PORT}", "VLAN 1", "VLAN 2"),
+            outcome(node1_got, node2_quiet, f"{bcast}:{PVA_PORT}", "node 1", "node 2"),
+        )
+
+    def _router_checks(self, vlans: Any, relay: _Relay) -> None:
+        lab = self.lab
         v1, v2 = vlans.hosts[1][0], vlans.hosts[2][0]
         bcast1, bcast2 = vlans.vlans[1].broadcast, vlans.vlans[2].broadcast
         br2_mac = _link_mac(vlans.router, "br2")
-        say = self.report.say
-        say("router mode:")
-
-        gps2 = self._listen(v2.ns, GPS_PORT)
-        other2 = self._listen(v2.ns, OTHER_PORT)
-        gps1 = self._listen(v1.ns, GPS_PORT)
+        gps2, other2, gps1 = (self._listen(v2.ns, GPS_PORT), self._listen(v2.ns, OTHER_PORT),
+                              self._listen(v1.ns, GPS_PORT))  # fmt: skip
         video2 = self._group(v2.ns, VIDEO_GROUP, VIDEO_PORT)
-        with lab.sniff(v2.ns) as wire2:
-            tag = _tag("gps")
-            got = self._until_received(
-                lambda p: lab.send_broadcast(v1.ns, bcast1, GPS_PORT, p), gps2, tag
-            )
-            frame = wire2.wait_for(lambda f: f.payload.startswith(tag), 1.0) if got else None
-        if frame is None:
-            check(False, f"GPS broadcast {bcast1}:{GPS_PORT} never reached VLAN 2")
-        else:
-            check(
-                frame.ip_dst == bcast2 and frame.src_mac == br2_mac and frame.ip_src == v1.ip,
-                f"GPS broadcast {bcast1}:{GPS_PORT} reaches VLAN 2 as {frame.ip_dst}, "
-                f"from {frame.ip_src} via MAC {frame.src_mac} (the router's br2)",
-                f"GPS broadcast reached VLAN 2 as {frame.ip_dst} from {frame.ip_src} via MAC "
+        try:
+            with lab.sniff(v2.ns) as wire2:
+                tag = _tag("gps")
+                got = self._until_received(
+                    lambda p: lab.send_broadcast(v1.ns, bcast1, GPS_PORT, p), gps2, tag
+                )
+                frame = wire2.wait_for(lambda f: f.payload.startswith(tag), 1.0) if got else None
+            what = f"broadcast to {bcast1}:{GPS_PORT}"
+            self._check(
+                frame is not None
+                and (frame.ip_dst, frame.ip_src, frame.src_mac) == (bcast2, v1.ip, br2_mac),
+                f"{what} reaches VLAN 2 as {bcast2} (source MAC: the router's)",
+                f"{what} never reached VLAN 2"
+                if frame is None
+                else f"{what} reached VLAN 2 as {frame.ip_dst} from {frame.ip_src} via MAC "
                 f"{frame.src_mac} (expected {bcast2} from {v1.ip} via {br2_mac})",
+                relay,
             )
 
-        tag = _tag("video")
-        got = self._until_received(
-            lambda p: self._send_multicast(v1.ns, VIDEO_GROUP, VIDEO_PORT, p), video2, tag
-        )
-        check(
-            got is not None and got[1] == v1.ip,
-            f"multicast {VIDEO_GROUP}:{VIDEO_PORT} reaches a member on VLAN 2",
-            f"multicast {VIDEO_GROUP}:{VIDEO_PORT} never reached the member on VLAN 2",
-        )
+            tag = _tag("video")
+            got = self._until_received(
+                lambda p: self._send_multicast(v1.ns, VIDEO_GROUP, VIDEO_PORT, p), video2, tag
+            )
+            self._check(
+                got is not None and got[1] == v1.ip,
+                f"multicast to {VIDEO_GROUP}:{VIDEO_PORT} reaches a member on VLAN 2",
+                f"multicast to {VIDEO_GROUP}:{VIDEO_PORT} never reached the member on VLAN 2",
+                relay,
+            )
 
-        other, unicast, back = _tag("other-port"), _tag("unicast"), _tag("way-back")
-        lab.send_broadcast(v1.ns, bcast1, OTHER_PORT, other)
-        lab.send_udp(v1.ns, vlans.gateway(1), GPS_PORT, unicast)  # the relay captures on br1
-        lab.send_broadcast(v2.ns, bcast2, GPS_PORT, back)
-        q_other, q_unicast, q_back = self._quiet([(other2, other), (gps2, unicast), (gps1, back)])
-        check(q_other, f"a broadcast to port {OTHER_PORT} (no rule) stays on VLAN 1",
-              f"a broadcast to port {OTHER_PORT} (no rule) reached VLAN 2")  # fmt: skip
-        check(q_unicast, f"a unicast to port {GPS_PORT} is not relayed",
-              f"a unicast to port {GPS_PORT} reached VLAN 2")  # fmt: skip
-        check(q_back, f"a broadcast to {GPS_PORT} on VLAN 2 stays there (rules are one-way)",
-              f"a broadcast to {GPS_PORT} on VLAN 2 reached VLAN 1")  # fmt: skip
-        for s in (gps2, other2, gps1, video2):
-            s.close()
+            other, unicast, back = _tag("other-port"), _tag("unicast"), _tag("way-back")
+            lab.send_broadcast(v1.ns, bcast1, OTHER_PORT, other)
+            lab.send_udp(v1.ns, vlans.gateway(1), GPS_PORT, unicast)  # the relay captures br1
+            lab.send_broadcast(v2.ns, bcast2, GPS_PORT, back)
+            quiet = self._quiet((other2, other), (gps2, unicast), (gps1, back))
+        finally:
+            for s in (gps2, other2, gps1, video2):
+                s.close()
+        for ok, (passed, failed) in zip(
+            quiet,
+            (
+                (
+                    f"a broadcast to port {OTHER_PORT} (no rule) stays on VLAN 1",
+                    f"a broadcast to port {OTHER_PORT} (no rule) reached VLAN 2",
+                ),
+                (
+                    f"a unicast to port {GPS_PORT} is not relayed",
+                    f"a unicast to port {GPS_PORT} reached VLAN 2",
+                ),
+                (
+                    f"a broadcast to port {GPS_PORT} on VLAN 2 stays there (rules are one-way)",
+                    f"a broadcast to port {GPS_PORT} on VLAN 2 reached VLAN 1",
+                ),
+            ),
+            strict=True,
+        ):
+            self._check(ok, passed, failed, relay)
 
-    def _swarm_checks(self, overlay: Any) -> None:
-        lab, check = self.lab, self.report.check
+    def _swarm_checks(self, overlay: Any, relay: _Relay) -> None:
+        lab = self.lab
         app1, app2 = overlay.nodes[0].apps[0], overlay.nodes[1].apps[0]
         relay2 = overlay.nodes[1].relay
         bcast = overlay.overlay.broadcast
-        self.report.say("Swarm mode:")
-
-        pva2 = self._listen(app2.ns, PVA_PORT)
-        other2 = self._listen(app2.ns, PVA_PORT + 1)
-        with lab.sniff(app2.ns) as wire2:
-            tag = _tag("pva")
-            got = self._until_received(
-                lambda p: lab.send_broadcast(app1.ns, bcast, PVA_PORT, p), pva2, tag
-            )
-            frame = wire2.wait_for(lambda f: f.payload.startswith(tag), 1.0) if got else None
-        if frame is None:
-            check(False, f"broadcast {bcast}:{PVA_PORT} on node 1 never reached node 2")
-        else:
-            check(
-                frame.src_mac == relay2.mac and frame.ip_src == app1.ip,
-                f"broadcast {bcast}:{PVA_PORT} on node 1 reaches node 2, from {frame.ip_src} "
-                f"via MAC {frame.src_mac} (node 2's relay)",
-                f"broadcast reached node 2 from {frame.ip_src} via MAC {frame.src_mac} "
+        pva2, other2 = self._listen(app2.ns, PVA_PORT), self._listen(app2.ns, PVA_PORT + 1)
+        try:
+            with lab.sniff(app2.ns) as wire2:
+                tag = _tag("pva")
+                got = self._until_received(
+                    lambda p: lab.send_broadcast(app1.ns, bcast, PVA_PORT, p), pva2, tag
+                )
+                frame = wire2.wait_for(lambda f: f.payload.startswith(tag), 1.0) if got else None
+            what = f"broadcast to {bcast}:{PVA_PORT} on node 1"
+            self._check(
+                frame is not None and (frame.ip_src, frame.src_mac) == (app1.ip, relay2.mac),
+                f"{what} reaches node 2 (source MAC: node 2's relay)",
+                f"{what} never reached node 2"
+                if frame is None
+                else f"{what} reached node 2 from {frame.ip_src} via MAC {frame.src_mac} "
                 f"(expected {app1.ip} via {relay2.mac})",
+                relay,
             )
-
-        other = _tag("other-port")
-        lab.send_broadcast(app1.ns, bcast, PVA_PORT + 1, other)
-        (q_other,) = self._quiet([(other2, other)])
-        check(q_other, f"a broadcast to port {PVA_PORT + 1} stays on node 1",
-              f"a broadcast to port {PVA_PORT + 1} reached node 2")  # fmt: skip
-        for s in (pva2, other2):
-            s.close()
+            other = _tag("other-port")
+            lab.send_broadcast(app1.ns, bcast, PVA_PORT + 1, other)
+            (quiet,) = self._quiet((other2, other))
+        finally:
+            pva2.close()
+            other2.close()
+        text = f"a broadcast to port {PVA_PORT + 1} stays on node 1"
+        self._check(quiet, text, f"a broadcast to port {PVA_PORT + 1} reached node 2", relay)
 
 
 def _link_mac(ns: str, dev: str) -> str:
     from crosscast import netns
 
-    return netns.run(["cat", f"/sys/class/net/{dev}/address"], ns=ns).stdout.strip().lower()
+    out = netns.run(["ip", "-o", "link", "show", "dev", dev], ns=ns).stdout.split()
+    return out[out.index("link/ether") + 1].lower()
 
 
 def _relay_env_vars() -> list[str]:
-    """Every environment variable `crosscast relay` reads (from its own parser)."""
+    """Every environment variable `crosscast relay` reads, from its own parser."""
     from crosscast import settings
 
     names = {getattr(a, "env_var", None) for a in settings.build_parser()._actions}
