@@ -29,6 +29,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from crosscast import lab, netns
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -94,8 +96,6 @@ def run(_args: argparse.Namespace, out: TextIO | None = None) -> int:
     if why is not None:
         print(f"crosscast demo: {why}", file=sys.stderr)
         return EXIT_USAGE
-    from crosscast import lab, netns
-
     report = Report(out)
     prefix = lab.unique_prefix(PREFIX_STEM)
     report.say(f"crosscast demo: a throw-away lab in network namespaces {prefix}-*")
@@ -103,7 +103,7 @@ def run(_args: argparse.Namespace, out: TextIO | None = None) -> int:
     previous = {sig: signal.signal(sig, _raise_interrupted) for sig in _SIGNALS}
     try:
         with tempfile.TemporaryDirectory(prefix="crosscast-demo-") as logs:
-            _Demo(lab, prefix, Path(logs), report).run()
+            _Demo(prefix, Path(logs), report).run()
     except Interrupted as e:
         interrupted = e
         report.say(f"interrupted ({e}): cleaning up")
@@ -224,14 +224,13 @@ class _Demo:
     checks that need no relay (a broadcast stays in its segment) run before any relay exists.
     """
 
-    def __init__(self, lab: Any, prefix: str, logs: Path, report: Report) -> None:
-        self.lab = lab
+    def __init__(self, prefix: str, logs: Path, report: Report) -> None:
         self.prefix = prefix
         self.logs = logs
         self.report = report
 
     def run(self) -> None:
-        lab, say = self.lab, self.report.say
+        say = self.report.say
         vlans = lab.RoutedVlans.build(
             self.prefix, n_vlans=2, hosts_per_vlan=1, relay_hosts=False, base=VLAN_BASE
         )
@@ -300,8 +299,6 @@ class _Demo:
         """
         if shutil.which("iptables") is None:
             return False
-        from crosscast import netns
-
         netns.run(["iptables", "-P", "FORWARD", "DROP"], ns=router_ns)
         for br in bridges:
             netns.run(
@@ -318,12 +315,12 @@ class _Demo:
         # the caller happens to have set (RULES, MESH_SECRET_FILE, ...).
         unset = [a for var in _relay_env_vars() if var not in env for a in ("-u", var)]
         argv = ["env", *unset, sys.executable, "-m", "crosscast", "relay", "-ll", "info", *args]
-        proc = self.lab.spawn(ns, argv, log, {"PYTHONUNBUFFERED": "1", **env})
+        proc = lab.spawn(ns, argv, log, {"PYTHONUNBUFFERED": "1", **env})
         return _Relay(name, log, proc)
 
     def _wait_ready(self, relay: _Relay) -> None:
         try:
-            self.lab.wait_for_log(relay.log, READY, START_TIMEOUT, relay.proc)
+            lab.wait_for_log(relay.log, READY, START_TIMEOUT, relay.proc)
         except TimeoutError:
             raise RuntimeError(
                 f"the {relay.name} relay did not start; its log ends with:\n{relay.tail()}"
@@ -332,13 +329,10 @@ class _Demo:
     # -- sockets --------------------------------------------------------------------------
 
     def _listen(self, ns: str, port: int) -> socket.socket:
-        sock: socket.socket = self.lab.udp_listener(ns, port)
-        return sock
+        return lab.udp_listener(ns, port)
 
     def _group(self, ns: str, group: str, port: int) -> socket.socket:
         """Bound to group:port and joined on eth0, so only that group's datagrams arrive."""
-        from crosscast import netns
-
         with netns.inside(ns):
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             index = socket.if_nametoindex("eth0")
@@ -350,8 +344,6 @@ class _Demo:
         return s
 
     def _send_multicast(self, ns: str, group: str, port: int, payload: bytes) -> None:
-        from crosscast import netns
-
         with netns.inside(ns):
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         with s:
@@ -369,9 +361,7 @@ class _Demo:
             n += 1
             send(tag + b"#%d" % n)
             left = min(RESEND, deadline - time.monotonic())
-            got: tuple[bytes, str] | None = self.lab.receive(
-                listener, left, lambda d, _s: d.startswith(tag)
-            )
+            got = lab.receive(listener, left, lambda d, _s: d.startswith(tag))
             if got is not None:
                 return got
         return None
@@ -382,15 +372,16 @@ class _Demo:
         deadline = time.monotonic() + QUIET
         out = []
         for sock, tag in listeners:
-            got = self.lab.collect(sock, max(0.0, deadline - time.monotonic()))
+            got = lab.collect(sock, max(0.0, deadline - time.monotonic()))
             out.append(not any(d.startswith(tag) for d, _ in got))
         return out
 
     # -- checks ---------------------------------------------------------------------------
 
-    def _baseline(self, vlans: Any, overlay: Any) -> tuple[_Outcome, _Outcome]:
+    def _baseline(
+        self, vlans: lab.RoutedVlans, overlay: lab.SwarmOverlay
+    ) -> tuple[_Outcome, _Outcome]:
         """Before any relay runs: a broadcast is delivered in its own segment and nowhere else."""
-        lab = self.lab
         v1, v2 = vlans.hosts[1][0], vlans.hosts[2][0]
         app1, app2 = overlay.nodes[0].apps[0], overlay.nodes[1].apps[0]
         bcast1, bcast = vlans.vlans[1].broadcast, overlay.overlay.broadcast
@@ -426,8 +417,7 @@ class _Demo:
             outcome(node1_got, node2_quiet, f"{bcast}:{PVA_PORT}", "node 1", "node 2"),
         )
 
-    def _router_checks(self, vlans: Any, relay: _Relay) -> None:
-        lab = self.lab
+    def _router_checks(self, vlans: lab.RoutedVlans, relay: _Relay) -> None:
         v1, v2 = vlans.hosts[1][0], vlans.hosts[2][0]
         bcast1, bcast2 = vlans.vlans[1].broadcast, vlans.vlans[2].broadcast
         br2_mac = _link_mac(vlans.router, "br2")
@@ -492,8 +482,7 @@ class _Demo:
         ):
             self._check(ok, passed, failed, relay)
 
-    def _swarm_checks(self, overlay: Any, relay: _Relay) -> None:
-        lab = self.lab
+    def _swarm_checks(self, overlay: lab.SwarmOverlay, relay: _Relay) -> None:
         app1, app2 = overlay.nodes[0].apps[0], overlay.nodes[1].apps[0]
         relay2 = overlay.nodes[1].relay
         bcast = overlay.overlay.broadcast
@@ -526,8 +515,6 @@ class _Demo:
 
 
 def _link_mac(ns: str, dev: str) -> str:
-    from crosscast import netns
-
     out = netns.run(["ip", "-o", "link", "show", "dev", dev], ns=ns).stdout.split()
     return out[out.index("link/ether") + 1].lower()
 
