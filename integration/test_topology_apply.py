@@ -11,6 +11,7 @@ import io
 import json
 import secrets
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from ipaddress import IPv4Address
@@ -199,3 +200,68 @@ def test_destroy_leaves_nothing(seeds: Topology) -> None:
     rc, output = _destroy(seeds, prefix)
     assert rc == 0
     assert output.splitlines()[-1].startswith("0 steps done")
+
+
+HOST_MODE = """\
+name: {t}
+trunk: {t}tr
+uplink:
+  interface: {t}up
+  subnet: 192.168.1.0/24
+  gateway: 192.168.1.1
+  router_address: 192.168.1.3
+  router_interface: eth1
+  network: {{name: {t}wlan, driver: ipvlan}}
+vlans:
+  - {{id: 1, name: vlan1, subnet: 10.0.1.0/24, gateway: 10.0.1.1, router_address: 10.0.1.3,
+      bridge: {t}b0, router_interface: eth0, dhcp: {{range: [10.0.1.100, 10.0.1.200]}}}}
+  - {{id: 2, name: vlan2, subnet: 10.0.2.0/24, gateway: 10.0.2.1, router_address: 10.0.2.3,
+      bridge: {t}b1, router_interface: eth2, dhcp: {{range: [10.0.2.100, 10.0.2.200]}}}}
+router: {{name: {t}router, image: alpine}}
+containers:
+  - {{name: {t}c1, image: alpine, vlan: vlan1, address: 10.0.1.20}}
+  - {{name: {t}c2, image: alpine, vlan: vlan2, address: 10.0.2.20}}
+"""
+
+
+def test_apply_without_prefix_builds_on_the_host_it_runs_on(tmp_path: Path) -> None:
+    # "This host" is a scratch namespace entered with nsenter (network only, so namespaces
+    # that apply adds stay visible); every name carries a unique token.
+    token = f"cct{secrets.token_hex(2)}"
+    scratch = token + "scratch"
+    topology_file = tmp_path / "host.yaml"
+    topology_file.write_text(HOST_MODE.format(t=token))
+    crosscast = [sys.executable, "-m", "crosscast", "topology"]
+    enter = ["nsenter", f"--net=/run/netns/{scratch}"]
+    netns.add(scratch)
+    try:
+        netns.run(
+            ["ip", "link", "add", token + "tr", "type", "veth", "peer", "name", "trp"], scratch
+        )
+        netns.run(
+            ["ip", "link", "add", token + "up", "type", "veth", "peer", "name", "upp"], scratch
+        )
+        netns.run(["ip", "address", "add", "192.168.1.1/24", "dev", "upp"], scratch)
+        netns.run(["ip", "link", "set", "upp", "up"], scratch)
+        for _ in range(2):
+            proc = subprocess.run(
+                [*enter, *crosscast, "apply", str(topology_file)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert proc.stdout.splitlines()[-1].startswith("0 steps done")
+        assert _pings(token + "c1", "192.168.1.1")  # out through the router's macvlan uplink
+        assert not _pings(token + "c1", "10.0.2.20")
+    finally:
+        proc = subprocess.run(
+            [*enter, *crosscast, "destroy", str(topology_file)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        netns.delete(scratch)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert netns.names(token) == []
+    assert not Path(f"/run/crosscast/{token}").exists()

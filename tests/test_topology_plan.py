@@ -180,6 +180,7 @@ def test_host_layout_puts_no_namespace_around_the_host_or_the_devices(seeds: Top
     layout = layout_for(seeds, None)
     assert namespaces(seeds, layout) == ["Container1", "Container2", "router"]
     argvs = [r.argv for r in _runs(plan_apply(seeds, layout))]
+    assert ("ip", "link", "set", "wlp3s0f0", "up") in argvs
     assert (
         "ip",
         "link",

@@ -484,6 +484,11 @@ def plan_apply(
         temporary = peer_name(router.name, up.router_interface)
         plan += [
             Step(
+                f"uplink {up.interface} up",
+                LinkUp(None, up.interface),
+                (Run(("ip", "link", "set", up.interface, "up")),),
+            ),
+            Step(
                 f"{router.name} {up.router_interface}: macvlan on {up.interface}",
                 LinkExists(router_ns, up.router_interface),
                 (
