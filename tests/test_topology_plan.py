@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 from collections.abc import Sequence
 from ipaddress import IPv4Address
@@ -16,6 +17,7 @@ from crosscast.topology.load import load_topology
 from crosscast.topology.model import Topology
 from crosscast.topology.plan import (
     AddNamespace,
+    DaemonRunning,
     FileHas,
     FirewallIs,
     Note,
@@ -291,3 +293,22 @@ def test_apply_command_refuses_a_lease_for_an_unknown_container(
     argv = ["topology", "apply", str(SEEDS), "--netns-prefix", "p-", "--lease", "Nobody=10.0.1.5"]
     assert main(argv) == 2
     assert "no such container" in capsys.readouterr().err
+
+
+def test_a_daemon_started_before_its_config_changed_is_not_done(tmp_path: Path) -> None:
+    pidfile, config = tmp_path / "d.pid", tmp_path / "d.conf"
+    pidfile.write_text(f"{os.getpid()}\n")
+    config.write_text("old\n")
+    program = Path(f"/proc/{os.getpid()}/comm").read_text().strip()
+    os.utime(config, (1_000, 1_000))
+    os.utime(pidfile, (2_000, 2_000))
+    assert is_done(DaemonRunning(str(pidfile), program, config=str(config)), _no_runner)
+    os.utime(config, (3_000, 3_000))
+    assert not is_done(DaemonRunning(str(pidfile), program, config=str(config)), _no_runner)
+    assert not is_done(DaemonRunning(str(pidfile), "not-" + program), _no_runner)
+
+
+def _no_runner(
+    argv: Sequence[str], ns: str | None = None, **_: object
+) -> subprocess.CompletedProcess[str]:
+    raise AssertionError("this check runs no command")

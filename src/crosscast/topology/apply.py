@@ -295,9 +295,19 @@ def is_done(check: Check, runner: Runner) -> bool:
                 return False
             proc = runner(["iptables-save"], ns, check=False)
             return proc.returncode == 0 and _tables(proc.stdout) == _tables(rules)
-        case DaemonRunning(pidfile, program):
-            return _daemon_pid(pidfile, program) is not None
+        case DaemonRunning(pidfile, program, config):
+            if _daemon_pid(pidfile, program) is None:
+                return False
+            # The daemon writes its PID file as it starts: older than its config means stale.
+            return config is None or _mtime(pidfile) >= _mtime(config)
     raise TypeError(f"unknown check {check!r}")
+
+
+def _mtime(path: str) -> float:
+    try:
+        return Path(path).stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _tables(text: str) -> dict[str, list[str]]:

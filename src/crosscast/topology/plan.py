@@ -153,8 +153,11 @@ class FirewallIs:
 
 @dataclass(frozen=True)
 class DaemonRunning:
+    """`program` runs with the PID in `pidfile`, and started after `config` last changed."""
+
     pidfile: str
     program: str
+    config: str | None = None
 
 
 @dataclass(frozen=True)
@@ -586,9 +589,9 @@ def plan_apply(
         Step(paths["leases"], PathExists(paths["leases"]), (WriteFile(paths["leases"], ""),)),
         Step(
             f"dhcpd in {router_ns} on {' '.join(interfaces)}",
-            DaemonRunning(paths["pid"], "dhcpd"),
+            DaemonRunning(paths["pid"], "dhcpd", config=paths["conf"]),
             (
-                StopDaemon(paths["pid"], "dhcpd"),  # a stale one, if its config changed
+                StopDaemon(paths["pid"], "dhcpd"),  # one started before its config changed
                 StartDaemon(
                     (
                         "dhcpd",
