@@ -380,16 +380,22 @@ def _listener(ns: str, port: int, group: IPv4 | None) -> socket.socket:
     return s
 
 
-def _send(ns: str, source: IPv4, destination: IPv4, port: int, payload: bytes) -> None:
-    with netns.inside(ns), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((str(source), 0))
-        if destination.is_multicast:
-            # What `ip route add 233.54.12.234/32 dev eth0` does for socat: leave by this address.
-            s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, source.packed)
-            s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
-        else:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        s.sendto(payload, (str(destination), port))
+def _sender(ns: str, source: IPv4, destination: IPv4) -> socket.socket:
+    with netns.inside(ns):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind((str(source), 0))
+            if destination.is_multicast:
+                # What `ip route add 233.54.12.234/32 dev eth0` does for socat: leave by this
+                # address's interface.
+                s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, source.packed)
+                s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+            else:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        except BaseException:
+            s.close()
+            raise
+    return s
 
 
 def run_traffic(
@@ -397,13 +403,17 @@ def run_traffic(
     rows: Sequence[Datagram],
     addresses: Mapping[str, IPv4],
     *,
+    resend: float = 0.2,
     settle: float = 0.5,
-    limit: float = 2.0,
+    limit: float = 3.0,
 ) -> list[Row]:
-    """Send every row's datagram once, with its own payload, and see which listener got what.
+    """Send every row's datagram, with its own payload, and see which listener got what.
 
-    All listeners are open before the first send; after the last one we wait until every
-    expected datagram is in, then `settle` more seconds for ones that should not come.
+    All listeners are open before the first send. Every datagram is sent again each `resend`
+    seconds: a bridge that snoops IGMP with a querier forwards a group only once the
+    listener's membership report has reached it, which a first datagram can outrun. We stop
+    `settle` seconds after every expected datagram is in (the unexpected ones get as many
+    chances as the expected ones needed, and more), or after `limit` seconds.
     """
     payloads = {i: f"foo #{i}".encode() for i in range(len(rows))}
     received: set[tuple[str, int, bytes]] = set()  # (receiver, port, payload)
@@ -414,22 +424,28 @@ def run_traffic(
                 s = _listener(ns, port, group)
                 opened.append(s)
                 sel.register(s, selectors.EVENT_READ, (receiver, port))
-        sent: set[int] = set()
+        senders: dict[int, socket.socket] = {}
         for i, r in enumerate(rows):
             source = r.source_address or addresses.get(r.source)
-            if source is None:
-                continue
-            _send(prefix + r.source, source, r.destination, r.port, payloads[i])
-            sent.add(i)
+            if source is not None:
+                senders[i] = _sender(prefix + r.source, source, r.destination)
+                opened.append(senders[i])
         wanted = {(r.receiver, r.port, payloads[i]) for i, r in enumerate(rows) if r.expected}
         start = time.monotonic()
+        next_send = start
         quiet_from: float | None = None
         while (now := time.monotonic()) - start < limit:
             if wanted <= received:
                 quiet_from = quiet_from or now
                 if now - quiet_from >= settle:
                     break
-            for key, _ in sel.select(timeout=0.05):
+            if now >= next_send:
+                for i, sock in senders.items():
+                    r = rows[i]
+                    if (r.receiver, r.port, payloads[i]) not in received:
+                        sock.sendto(payloads[i], (str(r.destination), r.port))
+                next_send = now + resend
+            for key, _ in sel.select(timeout=min(0.05, max(0.0, next_send - now))):
                 receiver, port = key.data
                 with contextlib.suppress(BlockingIOError):
                     while True:
@@ -443,7 +459,7 @@ def run_traffic(
             r.expected,
             (r.receiver, r.port, payloads[i]) in received,
             r.why,
-            None if i in sent else "source has no address",
+            None if i in senders else "source has no address",
         )
         for i, r in enumerate(rows)
     ]

@@ -1,0 +1,185 @@
+"""The seeds' prototype end to end: apply, lease from apply's dhcpd, restart it, verify, destroy.
+
+One topology per module (namespaces under "ccl" + 4 hex + "-"), destroyed afterwards even when a
+test fails. Every command is the CLI in a subprocess, as the demo and a shell script run them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from tests.test_verify import SEED_PING_TABLE
+
+from crosscast import netns
+from crosscast.topology.load import load_topology
+from crosscast.topology.model import mac_for_name
+from crosscast.topology.plan import dhcpd_paths, layout_for
+
+pytestmark = [pytest.mark.root]
+
+SEEDS = Path(__file__).parent.parent / "examples" / "topology-seeds.yaml"
+CONTAINERS = {"Container1": "vlan1", "Container2": "vlan2"}
+
+
+def crosscast(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "crosscast", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@dataclass
+class Seeds:
+    prefix: str
+    db: Path
+    first: dict[str, dict[str, str]]  # container -> `crosscast lease --format json` output
+    lease_seconds: dict[str, float]
+
+    def lease(self, name: str) -> subprocess.CompletedProcess[str]:
+        return crosscast(
+            "lease", name, "--vlan", CONTAINERS[name], "--topology", str(SEEDS),
+            "--netns-prefix", self.prefix, "--db", str(self.db), "--format", "json",
+        )  # fmt: skip
+
+    def apply(self) -> subprocess.CompletedProcess[str]:
+        args = [f"--lease={n}={self.first[n]['ip']}" for n in self.first]
+        return crosscast("topology", "apply", str(SEEDS), "--netns-prefix", self.prefix, *args)
+
+    def dhcpd_pid(self) -> int:
+        paths = dhcpd_paths(layout_for(load_topology(SEEDS), self.prefix))
+        return int(Path(paths["pid"]).read_text().strip())
+
+
+def _stopped(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture(scope="module")
+def seeds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeds]:
+    prefix = f"ccl{secrets.token_hex(2)}-"
+    state = Path("/run/crosscast") / prefix
+    s = Seeds(prefix, tmp_path_factory.mktemp("leases") / "leases.sqlite3", {}, {})
+    try:
+        applied = crosscast("topology", "apply", str(SEEDS), "--netns-prefix", prefix)
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        for name in CONTAINERS:
+            started = time.monotonic()
+            got = s.lease(name)
+            s.lease_seconds[name] = time.monotonic() - started
+            assert got.returncode == 0, got.stderr
+            s.first[name] = json.loads(got.stdout)
+        again = s.apply()
+        assert again.returncode == 0, again.stdout + again.stderr
+        yield s
+    finally:
+        crosscast("topology", "destroy", str(SEEDS), "--netns-prefix", prefix)
+        for ns in netns.names(prefix):  # whatever destroy left, so the next run starts clean
+            netns.delete(ns)
+    assert netns.names(prefix) == []
+    assert not state.exists()
+
+
+def test_containers_lease_from_the_dhcpd_that_apply_runs(seeds: Seeds) -> None:
+    topology = load_topology(SEEDS)
+    for name, vlan_name in CONTAINERS.items():
+        lease = seeds.first[name]
+        vlan = topology.vlan(vlan_name)
+        assert vlan.dhcp.in_pool(ipaddress.IPv4Address(lease["ip"]))
+        assert lease["mac"] == mac_for_name(name)
+        assert lease["gateway"] == str(vlan.router_address)
+        assert lease["vlan"] == str(vlan.id)
+
+
+def test_applied_containers_carry_the_leased_mac_and_address(seeds: Seeds) -> None:
+    for name, lease in seeds.first.items():
+        link = netns.run(["ip", "-4", "-o", "addr", "show", "dev", "eth0"], seeds.prefix + name)
+        assert f"inet {lease['ip']}/24" in link.stdout
+        mac = netns.run(["cat", "/sys/class/net/eth0/address"], seeds.prefix + name)
+        assert mac.stdout.strip() == lease["mac"]
+
+
+def test_lease_again_after_a_dhcpd_restart_gives_the_same_binding(seeds: Seeds) -> None:
+    pid = seeds.dhcpd_pid()
+    os.kill(pid, signal.SIGTERM)  # apply started it for this module's topology
+    assert _stopped(pid)
+    restarted = seeds.apply()  # idempotent apply starts dhcpd again, with its leases file
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    assert seeds.dhcpd_pid() != pid
+    for name, first in seeds.first.items():
+        again = seeds.lease(name)
+        assert again.returncode == 0, again.stderr
+        assert "renewed" in again.stderr
+        lease = json.loads(again.stdout)
+        assert (lease["mac"], lease["ip"]) == (first["mac"], first["ip"])
+
+
+def _table(text: str, title: str) -> list[list[str]]:
+    lines = text.split(title + "\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    return [re.split(r"\s{2,}", line.strip()) for line in lines[1:]]
+
+
+def test_verify_reproduces_the_seed_ping_table_and_exits_0(seeds: Seeds) -> None:
+    started = time.monotonic()
+    proc = crosscast("topology", "verify", str(SEEDS), "--netns-prefix", seeds.prefix)
+    took = time.monotonic() - started
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = _table(proc.stdout, "Reachability (ping)")
+
+    def spell(name: str) -> str:
+        name = name[0].upper() + name[1:]
+        return "Internet" if name.startswith("Internet (") else name
+
+    assert [(spell(s), spell(t), e) for s, t, e, _got, _res in rows] == [
+        (s, t, e) for s, t, e, _why in SEED_PING_TABLE
+    ]
+    assert all(got == expected and res == "pass" for _s, _t, expected, got, res in rows)
+    udp = _table(proc.stdout, "Broadcast and multicast (UDP)")
+    assert len(udp) == 14
+    assert all(r[-1] == "pass" for r in udp)
+    assert took < 15, f"verify took {took:.1f} s"
+
+
+def test_verify_fails_when_the_router_forwards_between_vlans(seeds: Seeds) -> None:
+    router = seeds.prefix + "router"
+    rule = ["FORWARD", "-i", "eth0", "-o", "eth2", "-j", "ACCEPT"]
+    back = ["FORWARD", "-i", "eth2", "-o", "eth0", "-j", "ACCEPT"]
+    netns.run(["iptables", "-I", *rule], router)
+    netns.run(["iptables", "-I", *back], router)
+    try:
+        proc = crosscast("topology", "verify", str(SEEDS), "--netns-prefix", seeds.prefix)
+    finally:
+        netns.run(["iptables", "-D", *rule], router)
+        netns.run(["iptables", "-D", *back], router)
+    assert proc.returncode == 1
+    failed = {(r[0], r[1]) for r in _table(proc.stdout, "Reachability (ping)") if r[-1] == "FAIL"}
+    assert ("Container1", "Container2") in failed
+    assert ("Device2", "Device1") in failed
+
+
+def test_destroy_leaves_no_namespace_behind(seeds: Seeds) -> None:
+    proc = crosscast("topology", "destroy", str(SEEDS), "--netns-prefix", seeds.prefix)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert netns.names(seeds.prefix) == []
+    assert not (Path("/run/crosscast") / seeds.prefix).exists()
