@@ -170,6 +170,30 @@ def test_video_multicast_from_vlan1_reaches_a_vlan2_member(
     assert got[1] == sender.ip
 
 
+def test_video_multicast_on_vlan2_keeps_ttl_1_and_carries_the_bridge_mac(
+    router: Router, sockets: Sockets
+) -> None:
+    receiver = router.host(2)
+    wire = sockets.sniffer(receiver.ns)
+    member = sockets.group(receiver.ns, VIDEO_GROUP, VIDEO_PORT)
+    sender = router.host(1)
+    tag = token("video-ttl")
+
+    assert routerlab.send_until_received(
+        lambda p: routerlab.send_multicast(sender.ns, VIDEO_GROUP, VIDEO_PORT, p, ttl=1),
+        member,
+        tag,
+    ), router.relay.tail()
+    frame = wire.wait_for(lambda f: f.payload.startswith(tag), routerlab.ARRIVAL_TIMEOUT)
+
+    assert frame is not None, "socket got it but the sniffer did not\n" + router.relay.tail()
+    ttl = frame.raw[14 + 8]  # IPv4 header byte 8
+    # A TTL-1 sender's datagram must not arrive with TTL 0 (receivers would drop it).
+    assert ttl == 1
+    assert (frame.ip_dst, frame.dst_mac) == (VIDEO_GROUP, "01:00:5e:36:0c:ea")
+    assert frame.src_mac == router.bridge_mac[2] != sender.mac
+
+
 # -- what does not cross --------------------------------------------------------------------
 
 
