@@ -253,8 +253,9 @@ def arrivals(
     return {name: found for name, found in got.items() if found}
 
 
-def stays_false(condition: Callable[[], bool], window: float = QUIET_WINDOW) -> bool:
-    """Poll `condition` for `window` seconds; False as soon as it holds, True if it never did."""
+def stays_false(condition: Callable[[], object], window: float = QUIET_WINDOW) -> bool:
+    """Poll `condition` for `window` seconds; False as soon as it is truthy (b"output" counts),
+    True if it never was."""
     deadline = time.monotonic() + window
     while time.monotonic() < deadline:
         if condition():
