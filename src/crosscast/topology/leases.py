@@ -687,7 +687,8 @@ def register_cli(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument(
         "--netns-prefix",
         metavar="P",
-        help="the prefix `topology apply --netns-prefix` used: the client runs in P+'host'",
+        help="the prefix `topology apply --netns-prefix` used: without --netns, the client"
+        " runs in P+'host'",
     )
     p.add_argument("--db", metavar="PATH", help=f"lease database (${DB_ENV}, default {DEFAULT_DB})")
     p.add_argument("--format", choices=("env", "json", "table"), help="output format")
@@ -707,12 +708,12 @@ def _say(line: str) -> None:
 def _target(args: argparse.Namespace) -> Target | None:
     """The VLAN and interface from the arguments; None if they name neither."""
     ns = args.netns
+    if ns is None and args.netns_prefix is not None:
+        ns = f"{args.netns_prefix}host"  # where `topology apply --netns-prefix` puts the bridges
     if args.topology is not None:
         if args.vlan is None:
             raise UsageError("--topology needs --vlan")
         vlan_id, bridge = _bridge_for_vlan(Path(args.topology), args.vlan)
-        if ns is None and args.netns_prefix is not None:
-            ns = f"{args.netns_prefix}host"
         return Target(vlan_id, bridge, ns)
     if args.interface is not None:
         if args.vlan is None:
