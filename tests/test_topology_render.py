@@ -105,3 +105,12 @@ def test_render_command_refuses_a_bad_file(tmp_path: Path) -> None:
     bad = ROOT / "examples" / "topology-bad-range.yaml"
     assert main(["topology", "render", str(bad), "--output-dir", str(out)]) == 2
     assert not out.exists()
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in GOLDEN.iterdir()))
+def test_rendered_relay_rules_load_and_validate_in_the_relay(example: str) -> None:
+    from crosscast.rules import load_rules_yaml, validate_rules
+
+    path = GOLDEN / example / "relay-rules.yaml"
+    rules = load_rules_yaml(path.read_text(), str(path))
+    assert validate_rules(rules, interfaces=None, mesh_port=7124) == []

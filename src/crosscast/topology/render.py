@@ -19,6 +19,7 @@ from crosscast.topology.model import (
     Container,
     DockerNetwork,
     FirewallException,
+    RelayRule,
     Topology,
     Vlan,
 )
@@ -480,13 +481,19 @@ def render_relay_rules(topology: Topology) -> str:
     def port(value: str) -> int | str:
         return int(value) if value.isdigit() else value
 
+    def ports(rule: RelayRule) -> list[int | str]:
+        # crosscast's rules match every port of a rule on every group of it: a group's own port
+        # ("233.54.12.234:22001") joins the rule's ports.
+        extra = [g.partition(":")[2] for g in rule.groups if ":" in g]
+        return [port(p) for p in dict.fromkeys((*rule.ports, *extra))]
+
     rules = [
         {
             "name": rule.name,
             "from": interface(rule.source),
             "to": [interface(d) for d in rule.destinations],
-            "ports": [port(p) for p in rule.ports],
-            "groups": list(rule.groups),
+            "ports": ports(rule),
+            "groups": list(dict.fromkeys(g.partition(":")[0] for g in rule.groups)),
             "broadcast": rule.broadcast,
             "allow": [_prefix(n) for n in rule.allow],
             "deny": [_prefix(n) for n in rule.deny],
