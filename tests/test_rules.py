@@ -551,6 +551,14 @@ def test_interface_that_does_not_exist_is_a_problem() -> None:
     ]
 
 
+def test_interface_missing_for_several_rules_is_one_problem() -> None:
+    rules = snowsignal_rules("wlan0", 5076)
+    assert validate_rules(rules, interfaces={"lo"}, mesh_port=7124) == [
+        "snowsignal flags: interface 'wlan0' does not exist (have: lo); "
+        "used by rules 'snowsignal-out', 'snowsignal-in'"
+    ]
+
+
 def test_problems_come_one_line_each_in_rule_order() -> None:
     rules = [
         rule("a", egress=(), origin="--rule #1"),

@@ -290,11 +290,24 @@ def validate_rules(
                         f"{where}{what} the mesh port {mesh_port}; a rule that touches the mesh "
                         "cannot relay it"
                     )
-        if interfaces is not None:
+    if interfaces is not None:
+        # one line per missing interface, naming every rule that uses it
+        users: dict[str, list[Rule]] = {}
+        for rule in rules:
             for name in dict.fromkeys((rule.ingress, *rule.egress)):
                 if name and name != MESH and name not in interfaces:
-                    have = ", ".join(sorted(interfaces)) or "none"
-                    problems.append(f"{where}interface '{name}' does not exist (have: {have})")
+                    users.setdefault(name, []).append(rule)
+        have = ", ".join(sorted(interfaces)) or "none"
+        for name, rs in users.items():
+            if len(rs) == 1:
+                where = _where(rs[0].origin, rs[0].name)
+                problems.append(f"{where}interface '{name}' does not exist (have: {have})")
+            else:
+                names = ", ".join(f"'{r.name}'" for r in rs)
+                problems.append(
+                    f"{_where(rs[0].origin, None)}interface '{name}' does not exist "
+                    f"(have: {have}); used by rules {names}"
+                )
     return problems
 
 

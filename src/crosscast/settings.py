@@ -9,7 +9,8 @@ one-rule-pair case of crosscast's forwarding rules.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,27 +255,48 @@ def _sources(parser: configargparse.ArgParser, argv: Sequence[str]) -> dict[str,
     return out
 
 
-def load(argv: Sequence[str], environ: Mapping[str, str]) -> RelaySettings:
-    """Parse CLI + env + file into settings; raises SettingsError with one line per problem."""
+def _read_rules_file(name: str) -> tuple[Rule, ...]:
+    path = Path(name)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise RuleError(f"cannot read rules file {path}: {e.strerror}") from e
+    return load_rules_yaml(text, str(path))
+
+
+def _load_rules(ns: argparse.Namespace) -> tuple[list[Rule], list[str]]:
+    """Rules from --rule flags, RULES and --rules-file: each source parsed on its own, so one
+    bad rule does not hide the problems of the others."""
+    rules: list[Rule] = []
+    problems: list[str] = []
+    parsers: list[Callable[[], Sequence[Rule]]] = [
+        functools.partial(lambda t, o: (parse_rule_text(t, o),), text, f"--rule #{i}")
+        for i, text in enumerate(ns.rule, 1)
+    ]
+    if ns.rules:
+        parsers.append(functools.partial(parse_rules_text, ns.rules, "RULES"))
+    if ns.rules_file:
+        parsers.append(functools.partial(_read_rules_file, ns.rules_file))
+    for parse in parsers:
+        try:
+            rules.extend(parse())
+        except RuleError as e:
+            problems.extend(getattr(e, "problems", None) or [str(e)])
+    return rules, problems
+
+
+def load(
+    argv: Sequence[str], environ: Mapping[str, str], *, interfaces: Collection[str] | None = None
+) -> RelaySettings:
+    """Parse CLI + env + file into settings; raises SettingsError with one line per problem.
+
+    With `interfaces` (the names present here), rules naming another interface are problems
+    too; --check passes them, while a running relay finds a missing interface when it opens it.
+    """
     parser = build_parser()
     ns = parser.parse_args(list(argv), env_vars=dict(environ))
-    problems: list[str] = []
-    rules: list[Rule] = []
-    try:
-        for i, text in enumerate(ns.rule, 1):
-            rules.append(parse_rule_text(text, f"--rule #{i}"))
-        if ns.rules:
-            rules.extend(parse_rules_text(ns.rules, "RULES"))
-        if ns.rules_file:
-            path = Path(ns.rules_file)
-            try:
-                text = path.read_text()
-            except OSError as e:
-                raise RuleError(f"cannot read rules file {path}: {e.strerror}") from e
-            rules.extend(load_rules_yaml(text, str(path)))
-    except RuleError as e:
-        problems.extend(getattr(e, "problems", None) or [str(e)])
-    if not rules and not problems:
+    rules, problems = _load_rules(ns)
+    if not (ns.rule or ns.rules or ns.rules_file):
         if ns.broadcast_port == ns.mesh_port:
             raise SettingsError(
                 [f"the broadcast port and the mesh port are both {ns.mesh_port}; they must differ"]
@@ -314,7 +336,7 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> RelaySettings:
         problems.extend(
             validate_rules(
                 settings.rules,
-                interfaces=None,
+                interfaces=interfaces,
                 mesh_port=settings.mesh_port if settings.uses_mesh else None,
             )
         )
