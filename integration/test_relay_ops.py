@@ -127,3 +127,24 @@ def test_metrics_page_is_served_only_on_loopback_by_default(
     code = f"import urllib.request; urllib.request.urlopen({url!r}, timeout=2)"
     outside = netns.run([sys.executable, "-c", code], ns=vlans.hosts[1][0].ns, check=False)
     assert outside.returncode != 0
+
+
+def test_interface_deleted_and_created_again_is_captured_on_again(
+    vlans: lab.RoutedVlans, procs: Procs
+) -> None:
+    relay_pair(vlans, procs)
+    assert crosses(vlans, b"before")
+    relay = vlans.relays[1]
+    peer = f"p1x{lab.RoutedVlans.RELAY_OCTET}"
+    netns.run(["ip", "link", "del", "eth0"], ns=relay.ns)
+    netns.run(
+        ["ip", "link", "add", "eth0", "address", relay.mac, "type", "veth",
+         "peer", "name", peer, "netns", vlans.router],
+        ns=relay.ns,
+    )  # fmt: skip
+    netns.run(["ip", "link", "set", peer, "master", "br1", "up"], ns=vlans.router)
+    netns.run(["ip", "addr", "add", f"{relay.ip}/24", "brd", "+", "dev", "eth0"], ns=relay.ns)
+    netns.run(["ip", "link", "set", "eth0", "up"], ns=relay.ns)
+    netns.run(["ip", "route", "replace", "default", "via", vlans.gateway(1)], ns=relay.ns)
+    lab.wait_until(lambda: crosses(vlans, b"after"), timeout=10, what="relaying after re-create")
+    assert "interface eth0 is back" in procs.started[0].text()
