@@ -335,3 +335,13 @@ def test_partial_checksum_from_local_sender_is_completed() -> None:
 def test_source_cidrs(rules: str, source: str, relayed: bool) -> None:
     r = relay(rules, interfaces=ROUTER_IFACES)
     assert bool(r.on_capture("eth0", bcast(port=10110, src=source), NOW)) is relayed
+
+
+def test_partial_checksum_arriving_from_a_snowsignal_peer_is_completed() -> None:
+    frame = bytearray(bcast(dst="255.255.255.255"))  # destination kept: no rewrite would fix it
+    frame[40:42] = b"\x2a\xbe"  # SnowSignal forwards the partial sum its kernel captured
+    (emit,) = emits(relay(relay_id=2).on_mesh(encode_snowsignal(bytes(frame)), NOW))
+    pkt = Ether(emit.frame)
+    got = pkt[UDP].chksum
+    del pkt[UDP].chksum
+    assert got == Ether(bytes(pkt))[UDP].chksum

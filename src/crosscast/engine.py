@@ -244,7 +244,9 @@ class Relay:
             elif (out, key) in self._recent and not from_self:
                 self._drop("duplicate", out)
             else:
-                actions.extend(self._emit(out, f, key, now))
+                # A peer may forward a frame exactly as its kernel captured it, with the partial
+                # checksum of a local sender (SnowSignal does): never trust it, recompute.
+                actions.extend(self._emit(out, f, key, now, csum_partial=True))
         return actions
 
     def on_tick(self, now: float) -> list[Action]:
