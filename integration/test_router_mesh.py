@@ -26,6 +26,7 @@ BASE_B = 225  # node B's VLAN n is 10.225.n.0/24
 UNDERLAY_A = "10.226.0.1"
 UNDERLAY_B = "10.226.0.2"
 PORT = 5076
+GROUP, GROUP_PORT = "233.54.12.234", 22001  # the seeds' multicast example
 MESH_PORT = 7124
 BRIDGES = ("br1", "br2", "br3")
 
@@ -58,13 +59,17 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
         mesh = ["-m", str(MESH_PORT)]
         relay_a = routerlab.start_relay(
             a.router,
-            [*routerlab.rule_args(f"out from br1 to mesh port {PORT}"), *mesh,
+            [*routerlab.rule_args(f"out from br1 to mesh port {PORT}",
+                                  f"mout from br1 to mesh group {GROUP} port {GROUP_PORT}"),
+             *mesh,
              "--other-relays", UNDERLAY_B],
             logs / "relay-a.log",
         )  # fmt: skip
         relay_b = routerlab.start_relay(
             b.router,
-            [*routerlab.rule_args(f"in from mesh to br2 port {PORT}"), *mesh,
+            [*routerlab.rule_args(f"in from mesh to br2 port {PORT}",
+                                  f"min from mesh to br2 group {GROUP} port {GROUP_PORT}"),
+             *mesh,
              "--other-relays", UNDERLAY_A],
             logs / "relay-b.log",
         )  # fmt: skip
@@ -174,3 +179,28 @@ def test_node_b_vlan2_does_not_reach_node_a_against_the_rules(
         token("mesh-reverse"),
         nodes.relay_b,
     )
+
+
+def test_multicast_crosses_the_mesh_to_node_b_vlan2_only(nodes: Nodes, sockets: Sockets) -> None:
+    member = routerlab.multicast_listener(nodes.b.hosts[2][0].ns, GROUP, GROUP_PORT)
+    elsewhere = routerlab.multicast_listener(nodes.b.hosts[3][0].ns, GROUP, GROUP_PORT)
+    sniffer = sockets.sniffer(nodes.b.hosts[2][0].ns)
+    sender = nodes.a.hosts[1][0]
+    tag = token("mesh-multicast")
+    try:
+        got = routerlab.send_until_received(
+            lambda p: routerlab.send_multicast(sender.ns, GROUP, GROUP_PORT, p), member, tag
+        )
+        assert got is not None, "the group did not reach node B's VLAN 2\n" + nodes.logs()
+        assert got[1] == sender.ip
+        frame = sniffer.wait_for(lambda f: f.payload.startswith(tag), routerlab.ARRIVAL_TIMEOUT)
+        assert frame is not None
+        assert (frame.ip_dst, frame.dst_mac, frame.src_mac) == (
+            GROUP,
+            "01:00:5e:36:0c:ea",
+            nodes.b_bridge_mac[2],
+        )
+        assert routerlab.arrivals({"B-vlan3": elsewhere}, tag) == {}
+    finally:
+        member.close()
+        elsewhere.close()
