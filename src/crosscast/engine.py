@@ -20,9 +20,8 @@ Loop prevention, layer by layer:
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from crosscast.envelope import (
@@ -373,12 +372,3 @@ class Relay:
 
 def _ip(value: int) -> str:
     return ".".join(str(b) for b in value.to_bytes(4, "big"))
-
-
-def monotonic_now() -> float:
-    """The clock the service feeds the engine with (wall time: envelopes carry timestamps)."""
-    return time.time()
-
-
-def ordered_unique(names: Iterable[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(names))

@@ -196,43 +196,47 @@ class Runtime:
                 self.own = set(own_addresses())
 
     async def _watch(self) -> None:
-        loop = asyncio.get_running_loop()
+        """Re-open the capture of an interface that was deleted and created again (a new
+        ifindex); a link that only went down and up keeps its socket (see on_port_readable)."""
         while True:
             await asyncio.sleep(WATCH)
-            for name, port in list(self.ports.items()) + [(n, None) for n in self.down_ports()]:
+            for name in self.settings.interfaces:
+                port = self.ports.get(name)
                 try:
-                    index = socket.if_nametoindex(name)
+                    index: int | None = socket.if_nametoindex(name)
                 except OSError:
                     index = None
                 if port is not None and index == port.index:
                     continue
                 if port is not None:
-                    loop.remove_reader(port.sock.fileno())
-                    port.close()
-                    del self.ports[name]
-                    self.down.add(f"capture {name}")
+                    self._close_port(port)
                     log.warning("interface %s went away; waiting for it to come back", name)
-                if index is None:
-                    continue
-                try:
-                    iface = read_interface(name)
-                    new = self._open_port(iface)
-                except (StartupError, OSError) as e:
-                    log.warning("cannot re-open %s yet: %s", name, e)
-                    continue
-                self.relay.update_interface(iface)
-                self.ports[name] = new
-                loop.add_reader(new.sock.fileno(), self.on_port_readable, new)
-                self.down.discard(f"capture {name}")
-                log.info("interface %s is back; capturing again", name)
+                if index is not None:
+                    self._reopen(name)
+
+    def _close_port(self, port: PacketPort) -> None:
+        asyncio.get_running_loop().remove_reader(port.sock.fileno())
+        port.close()
+        del self.ports[port.name]
+        self.down.add(f"capture {port.name}")
+
+    def _reopen(self, name: str) -> None:
+        try:
+            iface = read_interface(name)
+            port = self._open_port(iface)
+        except (StartupError, OSError) as e:
+            log.warning("cannot re-open %s yet: %s", name, e)
+            return
+        self.relay.update_interface(iface)
+        self.ports[name] = port
+        asyncio.get_running_loop().add_reader(port.sock.fileno(), self.on_port_readable, port)
+        self.down.discard(f"capture {name}")
+        log.info("interface %s is back; capturing again", name)
 
     async def _serve_metrics(self) -> None:
         port = self.settings.metrics_port
         assert port is not None
         await metrics.serve(self.settings.metrics_address, port, self.metrics_text, self.health)
-
-    def down_ports(self) -> list[str]:
-        return [n for n in self.settings.interfaces if n not in self.ports]
 
     def health(self) -> tuple[bool, str]:
         if self.down:
