@@ -6,7 +6,7 @@ import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from crosscast.engine import PROBE_HOLD, Emit, Interface, Relay, ToMesh
+from crosscast.engine import PROBE_HOLD, DuplicateWindow, Emit, Interface, Relay, ToMesh
 from crosscast.envelope import CrosscastCodec, encode_snowsignal
 from crosscast.frames import (
     build_udp_frame,
@@ -345,3 +345,19 @@ def test_partial_checksum_arriving_from_a_snowsignal_peer_is_completed() -> None
     got = pkt[UDP].chksum
     del pkt[UDP].chksum
     assert got == Ether(bytes(pkt))[UDP].chksum
+
+
+def test_duplicate_window_forgets_the_oldest_beyond_its_capacity() -> None:
+    window = DuplicateWindow(window=1.0, capacity=3)
+    for key in "abcd":
+        window.add(key, NOW)
+    assert [k in window for k in "abcd"] == [False, True, True, True]
+
+
+def test_duplicate_window_forgets_after_the_window() -> None:
+    window = DuplicateWindow(window=1.0, capacity=3)
+    window.add("a", NOW)
+    window.expire(NOW + 0.5)
+    assert "a" in window
+    window.expire(NOW + 1.5)
+    assert "a" not in window

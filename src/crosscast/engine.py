@@ -113,13 +113,15 @@ class DuplicateWindow:
         expiry = self._expiry
         while expiry:
             key, when = next(iter(expiry.items()))
-            if when > now and len(expiry) <= self._capacity:
+            if when > now:
                 break
             del expiry[key]
 
     def add(self, key: object, now: float) -> None:
         self._expiry[key] = now + self._window
         self._expiry.move_to_end(key)
+        if len(self._expiry) > self._capacity:
+            self._expiry.popitem(last=False)  # a flood of distinct frames: forget the oldest
 
 
 class Relay:
