@@ -168,6 +168,39 @@ def test_dhcpd_runs_in_the_router_namespace(applied: str) -> None:
     assert str(pid) in netns.run(["ip", "netns", "pids", applied + "router"]).stdout.split()
 
 
+def _relay_pid(prefix: str) -> int:
+    return int(Path(f"/run/crosscast/{prefix}/relay.pid").read_text())
+
+
+def test_the_relay_runs_in_the_router_namespace_with_the_rendered_rules(
+    applied: str, seeds: Topology
+) -> None:
+    from crosscast.topology.render import render_relay_rules
+
+    rules = f"/run/crosscast/{applied}/relay-rules.yaml"
+    assert Path(rules).read_text() == render_relay_rules(seeds)
+    pid = _relay_pid(applied)
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    assert cmdline[1:8] == ["-m", "crosscast", "relay", "--rules-file", rules, "-ll", "info"]
+    assert str(pid) in netns.run(["ip", "netns", "pids", applied + "router"]).stdout.split()
+    log = Path(f"/run/crosscast/{applied}/relay.log").read_text()
+    assert "ready: relay" in log
+    assert "eth0 (10.0.1.3), eth2 (10.0.2.3)" in log
+
+
+def test_changed_relay_rules_restart_the_relay(applied: str, seeds: Topology) -> None:
+    rules = Path(f"/run/crosscast/{applied}/relay-rules.yaml")
+    before = _relay_pid(applied)
+    rules.write_text(rules.read_text() + "# edited by hand\n")
+    rc, output = _apply(seeds, applied)
+    assert rc == 0, output
+    changed = [line for line in output.splitlines() if line.startswith("+")]
+    assert changed == [f"+    {rules}", f"+    crosscast relay in {applied}router (2 rules)"]
+    after = _relay_pid(applied)
+    assert after != before
+    assert _processes_mentioning(f"--rules-file {rules}") == [after]
+
+
 def test_rendered_nft_rules_load_in_the_router(applied: str, seeds: Topology) -> None:
     from crosscast.topology.render import render_nft_rules
 

@@ -1,4 +1,6 @@
-"""The seeds' prototype end to end: apply, lease from apply's dhcpd, restart it, verify, destroy.
+"""The seeds' prototype end to end: apply (dhcpd and the router-mode relay), lease from apply's
+dhcpd, restart it, verify (the relay's rules cross VLANs, nothing else does), stop the relay and
+verify again (it fails), destroy.
 
 One topology per module (namespaces under "ccl" + 4 hex + "-"), destroyed afterwards even when a
 test fails. Every command is the CLI in a subprocess, as the demo and a shell script run them.
@@ -25,7 +27,7 @@ from tests.test_verify import SEED_PING_TABLE
 from crosscast import netns
 from crosscast.topology.load import load_topology
 from crosscast.topology.model import mac_for_name
-from crosscast.topology.plan import dhcpd_paths, layout_for
+from crosscast.topology.plan import dhcpd_paths, layout_for, relay_paths
 
 pytestmark = [pytest.mark.root]
 
@@ -64,16 +66,24 @@ class Seeds:
         paths = dhcpd_paths(layout_for(load_topology(SEEDS), self.prefix))
         return int(Path(paths["pid"]).read_text().strip())
 
+    def relay_pid(self) -> int:
+        paths = relay_paths(layout_for(load_topology(SEEDS), self.prefix))
+        return int(Path(paths["pid"]).read_text().strip())
+
+    def verify(self) -> subprocess.CompletedProcess[str]:
+        return crosscast("topology", "verify", str(SEEDS), "--netns-prefix", self.prefix)
+
 
 def _stopped(pid: int, timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.05)
-    return False
 
 
 @pytest.fixture(scope="module")
@@ -140,11 +150,29 @@ def _table(text: str, title: str) -> list[list[str]]:
     return [re.split(r"\s{2,}", line.strip()) for line in lines[1:]]
 
 
+# The broadcast/multicast rows that cross VLANs with the seeds' relay rules (vlan1 -> vlan2).
+RELAYED = [
+    ["broadcast", "Device1", "Container2 (10.0.2.255:5000)", "received", "received", "pass"],
+    ["broadcast", "Device1", "Container2 (255.255.255.255:5000)", "received", "received", "pass"],
+    ["multicast", "Device1", "Container2 (233.54.12.234:22001)", "received", "received", "pass"],
+]
+
+
+def _crossing(rows: list[list[str]]) -> list[list[str]]:
+    """The rows sent on one VLAN and listened for on the other."""
+    vlan = {"Device1": "1", "Container1": "1", "Device2": "2", "Container2": "2"}
+    return [r for r in rows if r[1] in vlan and vlan[r[1]] != vlan[r[2].split()[0]]]
+
+
 def test_verify_reproduces_the_seed_ping_table_and_exits_0(seeds: Seeds) -> None:
     started = time.monotonic()
-    proc = crosscast("topology", "verify", str(SEEDS), "--netns-prefix", seeds.prefix)
+    proc = seeds.verify()
     took = time.monotonic() - started
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[0] == (
+        f"relay: running in {seeds.prefix}router (pid {seeds.relay_pid()}): expecting its "
+        "rules' crossings: broadcast vlan1 -> vlan2, multicast vlan1 -> vlan2"
+    )
     rows = _table(proc.stdout, "Reachability (ping)")
 
     def spell(name: str) -> str:
@@ -156,9 +184,45 @@ def test_verify_reproduces_the_seed_ping_table_and_exits_0(seeds: Seeds) -> None
     ]
     assert all(got == expected and res == "pass" for _s, _t, expected, got, res in rows)
     udp = _table(proc.stdout, "Broadcast and multicast (UDP)")
-    assert len(udp) == 14
+    assert len(udp) == 22
     assert all(r[-1] == "pass" for r in udp)
+    crossing = _crossing(udp)
+    # The relay's crossings arrive; another port, another group, the reverse direction do not.
+    assert [r for r in crossing if r[3] == "received"] == RELAYED
+    assert len(crossing) == 10
+    others = [r for r in crossing if r[3] != "received"]
+    assert {r[4] for r in others} == {"not received"}
+    assert {(r[1], r[2].split()[1]) for r in others} == {
+        ("Device1", "(10.0.2.255:5001)"),
+        ("Device1", "(233.54.12.235:22001)"),
+        ("Device2", "(10.0.1.255:5000)"),
+        ("Device2", "(255.255.255.255:5000)"),
+        ("Device2", "(233.54.12.234:22001)"),
+        ("Device2", "(10.0.1.255:5001)"),
+        ("Device2", "(233.54.12.235:22001)"),
+    }
     assert took < 15, f"verify took {took:.1f} s"
+
+
+def test_verify_fails_when_the_relay_apply_started_is_gone(seeds: Seeds) -> None:
+    # An operator's relay that died must not turn verify green by lowering the expectation:
+    # apply started it for these rules, so the crossings it no longer makes are failures.
+    pid = seeds.relay_pid()
+    os.kill(pid, signal.SIGTERM)
+    assert _stopped(pid)
+    proc = seeds.verify()
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "but not running" in proc.stdout.splitlines()[0]
+    udp = _table(proc.stdout, "Broadcast and multicast (UDP)")
+    failed = [r for r in udp if r[-1] == "FAIL"]
+    assert [r[:4] for r in failed] == [r[:4] for r in RELAYED]
+    assert {r[4] for r in failed} == {"not received"}
+    # Apply starts it again.
+    again = seeds.apply()
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"+    crosscast relay in {seeds.prefix}router (2 rules)" in again.stdout
+    assert seeds.relay_pid() != pid
+    os.kill(seeds.relay_pid(), 0)
 
 
 def test_verify_fails_when_the_router_forwards_between_vlans(seeds: Seeds) -> None:
@@ -178,8 +242,27 @@ def test_verify_fails_when_the_router_forwards_between_vlans(seeds: Seeds) -> No
     assert ("Device2", "Device1") in failed
 
 
-def test_destroy_leaves_no_namespace_behind(seeds: Seeds) -> None:
+def test_destroy_leaves_no_namespace_process_or_state_behind(seeds: Seeds) -> None:
+    relay, dhcpd = seeds.relay_pid(), seeds.dhcpd_pid()
     proc = crosscast("topology", "destroy", str(SEEDS), "--netns-prefix", seeds.prefix)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[0] == "+    stop crosscast relay"
+    # Stopped by destroy (it waited for them to go); their reaper (not us) may take a moment.
+    assert _stopped(relay)
+    assert _stopped(dhcpd)
+    assert _processes_mentioning(f"/run/crosscast/{seeds.prefix}") == []
     assert netns.names(seeds.prefix) == []
     assert not (Path("/run/crosscast") / seeds.prefix).exists()
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(int(proc.name))
+    return found

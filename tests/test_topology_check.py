@@ -388,3 +388,28 @@ def test_verify_hands_the_topology_and_prefix_to_run_verify(
     seeds = str(ROOT / "examples" / "topology-seeds.yaml")
     assert main(["topology", "verify", seeds, "--netns-prefix", "p-"]) == 1
     assert calls == [("seeds", "p-")]
+
+
+def test_verify_expects_what_the_relay_expectation_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    from crosscast.topology import verify
+
+    calls: list[dict[str, object]] = []
+    expectation = verify.Expectation(
+        (verify.Crossing("broadcast", "vlan1", "vlan2"),), "relay: running (a stand-in)"
+    )
+
+    def run_verify(topology: Topology, netns_prefix: str | None = None, **kwargs: object) -> int:
+        calls.append({"prefix": netns_prefix, **kwargs})
+        return 0
+
+    monkeypatch.setattr(verify, "run_verify", run_verify)
+    monkeypatch.setattr(verify, "relay_expectation", lambda topology, prefix: expectation)
+    seeds = str(ROOT / "examples" / "topology-seeds.yaml")
+    assert main(["topology", "verify", seeds, "--netns-prefix", "p-"]) == 0
+    assert calls == [
+        {
+            "prefix": "p-",
+            "expected_crossings": expectation.crossings,
+            "assumption": "relay: running (a stand-in)",
+        }
+    ]

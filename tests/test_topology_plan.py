@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import subprocess
+import sys
+import time
 from collections.abc import Sequence
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -12,19 +15,22 @@ from pathlib import Path
 import pytest
 
 from crosscast.cli import main
-from crosscast.topology.apply import execute, is_done
+from crosscast.topology import apply
+from crosscast.topology.apply import execute, is_done, perform
 from crosscast.topology.load import load_topology
-from crosscast.topology.model import Topology
+from crosscast.topology.model import RelayRule, Topology
 from crosscast.topology.plan import (
     AddNamespace,
     DaemonRunning,
     FileHas,
     FirewallIs,
+    Not,
     Note,
     Plan,
     Run,
     StartDaemon,
     Step,
+    StopDaemon,
     WriteFile,
     check_leases,
     layout_for,
@@ -32,8 +38,9 @@ from crosscast.topology.plan import (
     peer_name,
     plan_apply,
     plan_destroy,
+    relay_identity,
 )
-from crosscast.topology.render import render_iptables_rules
+from crosscast.topology.render import render_iptables_rules, render_relay_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "examples" / "topology-seeds.yaml"
@@ -121,7 +128,12 @@ def test_bridges_are_created_with_snooping_and_a_querier(seeds: Topology) -> Non
 
 def test_dhcpd_serves_the_vlan_interfaces_with_state_in_the_prefix_dir(seeds: Topology) -> None:
     plan = plan_apply(seeds, layout_for(seeds, "p-"))
-    (start,) = [a for s in _steps(plan) for a in s.actions if isinstance(a, StartDaemon)]
+    (start,) = [
+        a
+        for s in _steps(plan)
+        for a in s.actions
+        if isinstance(a, StartDaemon) and a.argv[0] == "dhcpd"
+    ]
     assert start.ns == "p-router"
     assert start.argv[:3] == ("dhcpd", "-4", "-f")
     assert start.argv[-2:] == ("eth0", "eth2")
@@ -312,3 +324,197 @@ def _no_runner(
     argv: Sequence[str], ns: str | None = None, **_: object
 ) -> subprocess.CompletedProcess[str]:
     raise AssertionError("this check runs no command")
+
+
+# -- the router-mode relay ----------------------------------------------------------------------
+
+
+def _relay_step(plan: Plan) -> Step:
+    (step,) = [s for s in _steps(plan) if any(isinstance(a, StartDaemon) and a.program ==
+               "crosscast relay" for a in s.actions)]  # fmt: skip
+    return step
+
+
+def test_netns_plan_starts_the_relay_in_the_router_with_the_rendered_rules(
+    seeds: Topology,
+) -> None:
+    plan = plan_apply(seeds, layout_for(seeds, "p-"))
+    rules = "/run/crosscast/p-/relay-rules.yaml"
+    writes = [a for s in _steps(plan) for a in s.actions if isinstance(a, WriteFile)]
+    assert WriteFile(rules, render_relay_rules(seeds)) in writes
+    step = _relay_step(plan)
+    stop, start = step.actions
+    assert isinstance(start, StartDaemon)
+    assert start.ns == "p-router"
+    assert start.argv == (
+        sys.executable, "-m", "crosscast", "relay", "--rules-file", rules, "-ll", "info",
+    )  # fmt: skip
+    assert (start.pidfile, start.log) == (
+        "/run/crosscast/p-/relay.pid",
+        "/run/crosscast/p-/relay.log",
+    )
+    assert start.write_pidfile
+    assert start.ready == "ready"
+    assert start.args == relay_identity(layout_for(seeds, "p-"))
+    # Settings come from its command line and rules file, not from whoever runs apply.
+    assert {"RULES", "RULES_FILE", "TARGET_INTERFACE", "MESH_PORT"} <= set(start.unset_env)
+    # Running already with these rules: nothing to do; rules written since it started: restart.
+    assert step.done == DaemonRunning(start.pidfile, "crosscast relay", rules, start.args)
+    assert stop == StopDaemon(start.pidfile, "crosscast relay", start.args)
+
+
+def test_the_relay_starts_once_the_router_and_its_rules_file_are_there(seeds: Topology) -> None:
+    steps = _steps(plan_apply(seeds, layout_for(seeds, "p-")))
+    descriptions = [s.description for s in steps]
+    relay = descriptions.index(_relay_step(steps).description)  # type: ignore[arg-type]
+    assert descriptions.index("/run/crosscast/p-/relay-rules.yaml") < relay
+    assert descriptions.index("router firewall loaded") < relay
+    assert descriptions.index("router eth2 has 10.0.2.3/24") < relay
+
+
+def test_a_rule_that_uses_the_mesh_starts_the_relay_with_a_mesh_port(seeds: Topology) -> None:
+    meshed = dataclasses.replace(
+        seeds,
+        relay_rules=(*seeds.relay_rules, RelayRule("out", "vlan1", ("mesh",), ports=("5076",))),
+    )
+    start = _relay_step(plan_apply(meshed, layout_for(meshed, "p-"))).actions[1]
+    assert isinstance(start, StartDaemon)
+    assert start.argv[-2:] == ("-m", "7124")
+    plain = _relay_step(plan_apply(seeds, layout_for(seeds, "p-"))).actions[1]
+    assert isinstance(plain, StartDaemon)
+    assert "-m" not in plain.argv[2:]
+
+
+def test_without_relay_rules_a_relay_left_running_is_stopped(seeds: Topology) -> None:
+    bare = dataclasses.replace(seeds, relay_rules=())
+    layout = layout_for(bare, "p-")
+    plan = plan_apply(bare, layout)
+    starts = [a for s in _steps(plan) for a in s.actions if isinstance(a, StartDaemon)]
+    assert [a.argv[0] for a in starts] == ["dhcpd"]
+    (step,) = [s for s in _steps(plan) if "relay" in s.description]
+    args = relay_identity(layout)
+    assert step.done == Not(
+        DaemonRunning("/run/crosscast/p-/relay.pid", "crosscast relay", args=args)
+    )
+    assert step.actions == (StopDaemon("/run/crosscast/p-/relay.pid", "crosscast relay", args),)
+
+
+def test_on_this_host_the_relay_is_the_sidecar_container_and_apply_starts_none(
+    seeds: Topology,
+) -> None:
+    plan = plan_apply(seeds, layout_for(seeds, None))
+    starts = [a for s in _steps(plan) for a in s.actions if isinstance(a, StartDaemon)]
+    assert [a.argv[0] for a in starts] == ["dhcpd"]
+    notes = [item.text for item in plan if isinstance(item, Note)]
+    assert any("sidecar container (compose.yaml" in note for note in notes)
+    assert not any(
+        "relay" in s.description for s in _steps(plan_destroy(seeds, layout_for(seeds, None)))
+    )
+
+
+def test_destroy_stops_the_relay_first(seeds: Topology) -> None:
+    layout = layout_for(seeds, "p-")
+    first = _steps(plan_destroy(seeds, layout))[0]
+    stop = StopDaemon("/run/crosscast/p-/relay.pid", "crosscast relay", relay_identity(layout))
+    assert first.actions == (stop,)
+    assert first.done == Not(DaemonRunning(stop.pidfile, stop.program, args=stop.args))
+
+
+# -- starting and stopping a daemon that writes no PID file and says when it is ready -----------
+
+_FAKE_RELAY = """
+import signal, sys, time
+if sys.argv[4] == "ignore":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print("starting", flush=True)
+time.sleep(float(sys.argv[2]))
+print(sys.argv[3], flush=True)
+time.sleep(30)
+"""
+
+
+def _fake(
+    tmp_path: Path, *, delay: float = 0.1, says: str = "ready: sockets open", on_term: str = "term"
+) -> StartDaemon:
+    marker = str(tmp_path / "marker")  # what its command line holds: no other process has it
+    return StartDaemon(
+        (sys.executable, "-c", _FAKE_RELAY, marker, str(delay), says, on_term),
+        None,
+        str(tmp_path / "fake.pid"),
+        str(tmp_path / "fake.log"),
+        write_pidfile=True,
+        ready="ready",
+        program="fake relay",
+        args=(marker,),
+    )
+
+
+def _stop(start: StartDaemon) -> None:
+    perform(StopDaemon(start.pidfile, "fake relay", start.args), _no_runner)
+
+
+def test_a_daemon_without_pid_file_is_started_until_it_logs_ready_and_then_stopped(
+    tmp_path: Path,
+) -> None:
+    start = _fake(tmp_path, delay=0.3)
+    running = DaemonRunning(start.pidfile, "fake relay", args=start.args)
+    began = time.monotonic()
+    try:
+        perform(start, _no_runner)
+        assert time.monotonic() - began >= 0.3  # it waited for the word, not just the PID
+        assert "ready" in Path(start.log).read_text()
+        assert is_done(running, _no_runner)
+        pid = int(Path(start.pidfile).read_text())
+        assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] == sys.executable.encode()
+    finally:
+        _stop(start)
+    assert not is_done(running, _no_runner)
+    assert not Path(start.pidfile).exists()
+
+
+def test_a_daemon_that_exits_before_it_is_ready_fails_at_once_with_its_log(tmp_path: Path) -> None:
+    start = dataclasses.replace(
+        _fake(tmp_path), argv=(sys.executable, "-c", "import sys; sys.exit('no interface eth9')")
+    )
+    began = time.monotonic()
+    with pytest.raises(apply.StepFailed, match=r"it exited.*no interface eth9"):
+        perform(start, _no_runner)
+    assert time.monotonic() - began < 3
+
+
+def test_ready_counts_only_what_this_start_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(apply, "READY_DEADLINE", 0.5)
+    start = _fake(tmp_path, says="already listening")  # "already" is not the word "ready"
+    Path(start.log).write_text("ready: from the previous start\n")
+    try:
+        with pytest.raises(apply.StepFailed, match="does not say 'ready'"):
+            perform(start, _no_runner)
+    finally:
+        _stop(start)
+
+
+def test_a_daemon_deaf_to_sigterm_is_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(apply, "DAEMON_DEADLINE", 0.3)  # the grace period before SIGKILL
+    start = _fake(tmp_path, on_term="ignore")
+    perform(start, _no_runner)
+    pid = int(Path(start.pidfile).read_text())
+    os.kill(pid, 0)
+    began = time.monotonic()
+    _stop(start)
+    assert time.monotonic() - began >= 0.3  # SIGTERM first, SIGKILL after the grace period
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+
+
+def test_a_relay_is_recognised_by_its_command_line_not_by_a_reused_pid(tmp_path: Path) -> None:
+    pidfile = tmp_path / "relay.pid"
+    pidfile.write_text(f"{os.getpid()}\n")  # pytest: alive, but not the relay
+    assert not is_done(
+        DaemonRunning(str(pidfile), "crosscast relay", args=("--rules-file", "/x")), _no_runner
+    )
+    mine = tuple(Path(f"/proc/{os.getpid()}/cmdline").read_bytes().split(b"\0")[:2])
+    args = tuple(a.decode() for a in mine)
+    assert is_done(DaemonRunning(str(pidfile), "crosscast relay", args=args), _no_runner)

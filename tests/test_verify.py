@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from crosscast.topology import verify
 from crosscast.topology.load import load_topology
+from crosscast.topology.model import RelayRule, Topology
 
 IPv4 = ipaddress.IPv4Address
+IPv4Network = ipaddress.IPv4Network
 SEEDS = Path(__file__).parent.parent / "examples" / "topology-seeds.yaml"
 
 # The ping table at the end of seed 002, row by row, with the addresses this copy of the page
@@ -140,18 +145,32 @@ def traffic_rows(rows: list[verify.Datagram]) -> list[tuple[str, str, str, bool]
 
 def test_seed_udp_tests_per_vlan_and_isolation() -> None:
     rows = verify.expected_traffic(verify.layout_of(load_topology(SEEDS)))
-    assert traffic_rows(rows)[:7] == [
+    assert traffic_rows(rows)[:11] == [
         ("broadcast", "router", "Container1 10.0.1.255:5000", True),
         ("multicast", "Device1", "Container1 233.54.12.234:22001", True),
         ("broadcast", "Device1", "Container1 10.0.1.255:5000", True),
         ("broadcast", "Device1", "Container1 255.255.255.255:5000", True),
+        # A port and a group no relay rule names: they arrive on their own VLAN...
+        ("broadcast", "Device1", "Container1 10.0.1.255:5001", True),
+        ("multicast", "Device1", "Container1 233.54.12.235:22001", True),
+        # ... and nothing crosses (no crossings passed: no relay).
         ("broadcast", "Device1", "Container2 10.0.1.255:5000", False),
         ("broadcast", "Device1", "Container2 255.255.255.255:5000", False),
         ("multicast", "Device1", "Container2 233.54.12.234:22001", False),
+        ("broadcast", "Device1", "Container2 10.0.1.255:5001", False),
+        ("multicast", "Device1", "Container2 233.54.12.235:22001", False),
     ]
     assert rows[0].source_address == IPv4("10.0.1.3")  # the seeds' `nc -s 10.0.1.3`
-    assert len(rows) == 14
-    assert traffic_rows(rows)[7][2] == "Container2 10.0.2.255:5000"
+    assert len(rows) == 22
+    assert traffic_rows(rows)[11][2] == "Container2 10.0.2.255:5000"
+    # A relayed directed broadcast would arrive as the receiving VLAN's broadcast address.
+    assert [r.target for r in rows[6:11]] == [
+        "Container2 (10.0.2.255:5000)",
+        "Container2 (255.255.255.255:5000)",
+        "Container2 (233.54.12.234:22001)",
+        "Container2 (10.0.2.255:5001)",
+        "Container2 (233.54.12.235:22001)",
+    ]
 
 
 def test_expected_crossings_turn_isolation_rows_into_arrivals() -> None:
@@ -166,10 +185,141 @@ def test_expected_crossings_turn_isolation_rows_into_arrivals() -> None:
 
 
 def test_relay_rules_of_the_seeds_cross_from_vlan1_to_vlan2() -> None:
-    assert verify.crossings_of_relay_rules(load_topology(SEEDS)) == [
+    crossings = verify.crossings_of_relay_rules(load_topology(SEEDS))
+    assert crossings == [
         verify.Crossing("broadcast", "vlan1", "vlan2"),
         verify.Crossing("multicast", "vlan1", "vlan2"),
     ]
+    assert [c.rule for c in crossings] == ["broadcast-5000", "multicast-22001"]
+
+
+def test_with_the_seeds_relay_exactly_its_rules_cross_and_nothing_else() -> None:
+    topology = load_topology(SEEDS)
+    rows = verify.expected_traffic(
+        verify.layout_of(topology), verify.crossings_of_relay_rules(topology)
+    )
+    crossing = [r for r in rows if " to VLAN " in r.why]
+    assert [(r.test, r.source, r.target) for r in crossing if r.expected] == [
+        ("broadcast", "Device1", "Container2 (10.0.2.255:5000)"),
+        ("broadcast", "Device1", "Container2 (255.255.255.255:5000)"),
+        ("multicast", "Device1", "Container2 (233.54.12.234:22001)"),
+    ]
+    assert [r.why for r in crossing if r.expected] == [
+        "VLAN 1 to VLAN 2 (relayed: broadcast-5000)",
+        "VLAN 1 to VLAN 2 (relayed: broadcast-5000)",
+        "VLAN 1 to VLAN 2 (relayed: multicast-22001)",
+    ]
+    # Another port, another group, the reverse direction: not received.
+    assert [(r.source, r.target) for r in crossing if not r.expected] == [
+        ("Device1", "Container2 (10.0.2.255:5001)"),
+        ("Device1", "Container2 (233.54.12.235:22001)"),
+        ("Device2", "Container1 (10.0.1.255:5000)"),
+        ("Device2", "Container1 (255.255.255.255:5000)"),
+        ("Device2", "Container1 (233.54.12.234:22001)"),
+        ("Device2", "Container1 (10.0.1.255:5001)"),
+        ("Device2", "Container1 (233.54.12.235:22001)"),
+    ]
+    # Within a VLAN, everything arrives, relay or not.
+    assert all(r.expected for r in rows if " to VLAN " not in r.why)
+
+
+def _with_rules(*rules: RelayRule) -> Topology:
+    return dataclasses.replace(load_topology(SEEDS), relay_rules=rules)
+
+
+def test_the_port_and_group_no_rule_names_are_derived_from_the_rules() -> None:
+    lay = verify.layout_of(
+        _with_rules(
+            RelayRule("a", "vlan1", ("vlan2",), ports=("5000-5003",), broadcast=True),
+            RelayRule("b", "vlan2", ("vlan1",), groups=("233.54.12.235:5005", "233.54.12.236")),
+        )
+    )
+    assert (lay.quiet_port, lay.quiet_group) == (5004, IPv4("233.54.12.237"))
+    rows = verify.expected_traffic(lay)
+    assert {r.port for r in rows if r.test == "broadcast"} == {5000, 5004}
+    assert {r.destination for r in rows if r.test == "multicast"} == {
+        IPv4("233.54.12.234"),
+        IPv4("233.54.12.237"),
+    }
+
+
+def test_a_rule_crosses_verify_traffic_only_on_its_own_ports_and_groups() -> None:
+    topology = _with_rules(
+        RelayRule("pva", "vlan1", ("vlan2",), ports=("5076",), broadcast=True),
+        RelayRule(
+            "group-elsewhere", "vlan1", ("vlan2",), ports=("5000",), groups=(str(verify.GROUP),)
+        ),
+        RelayRule("to-mesh", "vlan2", ("mesh",), ports=("5000",), broadcast=True),
+    )
+    # `group-elsewhere` relays the group on port 5000 only, and broadcast not at all.
+    assert verify.crossings_of_relay_rules(topology) == [
+        verify.Crossing("broadcast", "vlan2", "mesh"),
+    ]
+    rows = verify.expected_traffic(
+        verify.layout_of(topology), verify.crossings_of_relay_rules(topology)
+    )
+    assert not any(r.expected for r in rows if " to VLAN " in r.why)
+
+
+def test_a_crossing_limited_to_some_senders_is_expected_from_those_only() -> None:
+    allowed = verify.Crossing("broadcast", "vlan1", "vlan2", allow=(IPv4Network("10.0.1.0/28"),))
+    denied = dataclasses.replace(allowed, deny=(IPv4Network("10.0.1.11/32"),))
+    lay = verify.layout_of(load_topology(SEEDS))
+
+    def crossing(crossings: list[verify.Crossing], device1: str | None) -> int:
+        addresses = {"Device1": IPv4(device1)} if device1 else {}
+        rows = verify.expected_traffic(lay, crossings, addresses)
+        return sum(r.expected for r in rows if " to VLAN " in r.why)
+
+    assert crossing([allowed], "10.0.1.11") == 2  # subnet and limited broadcast
+    assert crossing([allowed], "10.0.1.40") == 0
+    assert crossing([allowed], None) == 0
+    assert crossing([denied], "10.0.1.11") == 0
+
+
+# --- what verify expects of the relay ------------------------------------------------------------
+
+
+def test_without_relay_rules_nothing_is_expected_to_cross(tmp_path: Path) -> None:
+    expectation = verify.relay_expectation(_with_rules(), "p-", state_root=str(tmp_path))
+    assert expectation.crossings == ()
+    assert expectation.summary == (
+        "relay: the topology has no relay rules: expecting nothing to cross between VLANs"
+    )
+
+
+def test_a_relay_apply_did_not_start_is_not_expected(tmp_path: Path) -> None:
+    expectation = verify.relay_expectation(load_topology(SEEDS), "p-", state_root=str(tmp_path))
+    assert expectation.crossings == ()
+    assert "relay: not started" in expectation.summary
+    assert "expecting nothing to cross" in expectation.summary
+
+
+def test_a_running_relay_is_expected_to_carry_its_rules(tmp_path: Path) -> None:
+    topology = load_topology(SEEDS)
+    state = tmp_path / "p-"
+    state.mkdir()
+    rules = str(state / "relay-rules.yaml")
+    # A stand-in whose command line holds what the relay's does.
+    script = "import time; time.sleep(30)"
+    stand_in = subprocess.Popen(
+        [sys.executable, "-c", script, "crosscast", "relay", "--rules-file", rules]
+    )
+    try:
+        (state / "relay.pid").write_text(f"{stand_in.pid}\n")
+        running = verify.relay_expectation(topology, "p-", state_root=str(tmp_path))
+        assert running.crossings == tuple(verify.crossings_of_relay_rules(topology))
+        assert running.summary == (
+            f"relay: running in p-router (pid {stand_in.pid}): expecting its rules' crossings: "
+            "broadcast vlan1 -> vlan2, multicast vlan1 -> vlan2"
+        )
+    finally:
+        stand_in.kill()
+        stand_in.wait()
+    # Apply started it, and it is gone: its crossings are still expected (and will fail).
+    gone = verify.relay_expectation(topology, "p-", state_root=str(tmp_path))
+    assert gone.crossings == running.crossings
+    assert "started by apply in p-router but not running" in gone.summary
 
 
 def test_a_vlan_with_one_member_multicasts_from_the_router() -> None:

@@ -1,8 +1,9 @@
 """Execute an apply or destroy plan: the only part of the topology helper that touches the system.
 
 It owns running commands (through `crosscast.netns`), answering each step's "already done?",
-starting and stopping dhcpd, and the state directory /run/crosscast/<prefix>/. What to build
-and how things are named is decided in `plan.py`; this module must not make such decisions.
+starting and stopping daemons (dhcpd, the relay), and the state directory
+/run/crosscast/<prefix>/. What to build and how things are named is decided in `plan.py`; this
+module must not make such decisions.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -57,6 +59,8 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 DAEMON_DEADLINE = 5.0  # seconds for dhcpd to write its PID file, or to exit when stopped
+READY_DEADLINE = 15.0  # seconds for a daemon that logs when it is ready (the relay) to say so
+POLL = 0.05
 KERNEL_8021Q = Path("/proc/net/vlan")  # present when the kernel has CONFIG_VLAN_8021Q
 
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
@@ -173,49 +177,97 @@ def perform(action: Action, runner: Runner) -> None:
         case WriteFile(path, text):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(text, encoding="utf-8")
-        case StartDaemon(argv, ns, pidfile, log):
-            _start_daemon(argv, ns, pidfile, log)
-        case StopDaemon(pidfile, program):
-            _stop_daemon(pidfile, program)
+        case StartDaemon():
+            _start_daemon(action)
+        case StopDaemon(pidfile, program, args):
+            _stop_daemon(pidfile, program, args)
         case RemoveTree(path):
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _start_daemon(argv: tuple[str, ...], ns: str | None, pidfile: str, log: str) -> None:
+def _start_daemon(daemon: StartDaemon) -> None:
+    pidfile, log = daemon.pidfile, daemon.log
+    program = daemon.program or Path(daemon.argv[0]).name
     Path(pidfile).unlink(missing_ok=True)
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    argv = netns.exec_argv(daemon.ns, daemon.argv)
+    if daemon.write_pidfile:
+        # The shell writes its own PID and execs `ip netns exec`, which execs the daemon.
+        argv = ["sh", "-c", 'echo $$ > "$0" && exec "$@"', pidfile, *argv]
+    env = {k: v for k, v in os.environ.items() if k not in daemon.unset_env}
+    env.update(daemon.env)
     with open(log, "ab") as sink:
+        offset = sink.tell()  # what it logs from here on is this start's
         # `setsid -f` forks: the daemon is nobody's child here (no zombie, no Popen to reap),
         # and `ip netns exec` execs, so the PID it writes is the daemon's own.
         subprocess.run(
-            ["setsid", "-f", *netns.exec_argv(ns, argv)],
+            ["setsid", "-f", *argv],
             stdin=subprocess.DEVNULL,
             stdout=sink,
             stderr=sink,
+            env=env,
             check=True,
         )
-    program = Path(argv[0]).name
-    deadline = time.monotonic() + DAEMON_DEADLINE
+    deadline = time.monotonic() + (DAEMON_DEADLINE if daemon.ready is None else READY_DEADLINE)
+    why = "no PID file" if daemon.ready is None else f"its log does not say {daemon.ready!r}"
     while time.monotonic() < deadline:
-        if _daemon_pid(pidfile, program) is not None:
+        if daemon_pid(pidfile, program, daemon.args) is not None and (
+            daemon.ready is None or _logged(log, offset, daemon.ready)
+        ):
             return
-        time.sleep(0.05)
-    tail = Path(log).read_text(errors="replace").strip().splitlines()[-3:]
-    raise StepFailed(f"{program} did not start: {' | '.join(tail)}")
+        if daemon.write_pidfile and _exited(pidfile):
+            why = "it exited"
+            break
+        time.sleep(POLL)
+    raise StepFailed(f"{program} did not start ({why}): {' | '.join(_tail(log, offset))}")
 
 
-def _daemon_pid(pidfile: str, program: str) -> int | None:
-    """The PID in `pidfile` if that process is alive and is `program` (PIDs get reused)."""
+def _logged(log: str, offset: int, word: str) -> bool:
+    with open(log, "rb") as f:
+        f.seek(offset)
+        text = f.read().decode(errors="replace")
+    return re.search(rf"\b{re.escape(word)}\b", text) is not None
+
+
+def _tail(log: str, offset: int = 0, lines: int = 3) -> list[str]:
+    with open(log, "rb") as f:
+        f.seek(offset)
+        return f.read().decode(errors="replace").strip().splitlines()[-lines:]
+
+
+def _exited(pidfile: str) -> bool:
+    """The process in `pidfile` (written before it started) is gone or a zombie."""
     try:
         pid = int(Path(pidfile).read_text().strip())
-        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except (OSError, ValueError):
+        return False  # not written yet
+    try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state == "Z"
+
+
+def daemon_pid(pidfile: str, program: str, args: tuple[str, ...] = ()) -> int | None:
+    """The PID in `pidfile` if that process is alive and is `program` (PIDs get reused): its
+    comm is `program`, or, with `args`, its command line holds `args` in a row."""
+    try:
+        pid = int(Path(pidfile).read_text().strip())
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if args:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            words = tuple(cmdline.split("\0"))
+            n = len(args)
+            ours = any(words[i : i + n] == args for i in range(len(words) - n + 1))
+        else:
+            ours = Path(f"/proc/{pid}/comm").read_text().strip() == program
     except (OSError, ValueError, IndexError):
         return None
-    return pid if comm == program and state != "Z" else None
+    return pid if ours and state != "Z" else None
 
 
-def _stop_daemon(pidfile: str, program: str) -> None:
-    pid = _daemon_pid(pidfile, program)
+def _stop_daemon(pidfile: str, program: str, args: tuple[str, ...] = ()) -> None:
+    pid = daemon_pid(pidfile, program, args)
     if pid is None:
         Path(pidfile).unlink(missing_ok=True)
         return
@@ -224,10 +276,10 @@ def _stop_daemon(pidfile: str, program: str) -> None:
             os.kill(pid, sig)
         deadline = time.monotonic() + DAEMON_DEADLINE
         while time.monotonic() < deadline:
-            if _daemon_pid(pidfile, program) is None:
+            if daemon_pid(pidfile, program, args) is None:
                 Path(pidfile).unlink(missing_ok=True)
                 return
-            time.sleep(0.05)
+            time.sleep(POLL)
     raise StepFailed(f"{program} (pid {pid}) does not stop")
 
 
@@ -295,8 +347,8 @@ def is_done(check: Check, runner: Runner) -> bool:
                 return False
             proc = runner(["iptables-save"], ns, check=False)
             return proc.returncode == 0 and _tables(proc.stdout) == _tables(rules)
-        case DaemonRunning(pidfile, program, config):
-            if _daemon_pid(pidfile, program) is None:
+        case DaemonRunning(pidfile, program, config, args):
+            if daemon_pid(pidfile, program, args) is None:
                 return False
             # The daemon writes its PID file as it starts: older than its config means stale.
             return config is None or _mtime(pidfile) >= _mtime(config)

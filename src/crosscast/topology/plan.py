@@ -8,28 +8,38 @@ Naming with a namespace prefix P:
 - P+"host": the host, with one bridge per VLAN (named as in the file) and the uplink bridge
   `brup`, whose address is the uplink gateway ("the Internet" as the router sees it);
 - P+router.name: the router, one veth per VLAN named as its router interface, plugged into that
-  VLAN's bridge, plus the uplink interface plugged into `brup`;
+  VLAN's bridge, plus the uplink interface plugged into `brup`; dhcpd and (with relay rules) the
+  router-mode relay run there, their files in /run/crosscast/P/;
 - P+name for each container and device: `eth0` on its VLAN's bridge, its fixed or leased
   address, default route via the VLAN's router address.
 Without a prefix the host is this host (bridges and, where the kernel has 802.1Q, VLAN devices
 on the trunk), the router and containers are namespaces named as in the file, the router's
-uplink is a macvlan on the uplink interface, and devices are real (nothing is built for them).
+uplink is a macvlan on the uplink interface, and devices are real (nothing is built for them);
+the relay is the router's sidecar container there, which apply does not start.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from crosscast.topology.load import IFNAMSIZ, UPLINK_BRIDGE
-from crosscast.topology.model import Topology, Vlan, mac_for_name
-from crosscast.topology.render import render_dhcpd_conf, render_iptables_rules
+from crosscast.topology.model import MESH, Topology, Vlan, mac_for_name
+from crosscast.topology.render import (
+    render_dhcpd_conf,
+    render_iptables_rules,
+    render_relay_rules,
+)
 
 HOST = "host"
 STATE_ROOT = "/run/crosscast"
+RELAY = "crosscast relay"
+RELAY_READY = "ready"  # the relay logs a line with this word once its sockets are open
+RELAY_MESH_PORT = 7124  # the relay's default, spelled out when a rule uses the mesh
 _PREFIX = re.compile(r"^[A-Za-z0-9_.-]*$")
 
 
@@ -61,18 +71,34 @@ class WriteFile:
 
 @dataclass(frozen=True)
 class StartDaemon:
-    """Start `argv` in `ns`, detached; it writes its PID to `pidfile`, output goes to `log`."""
+    """Start `argv` in `ns`, detached, its output appended to `log`.
+
+    By default the daemon writes its own PID to `pidfile` and has started once it did. With
+    `write_pidfile`, apply writes the PID of the process it starts (for a program that writes
+    none). With `ready`, it has started only once what it logged since this start has the word
+    `ready`. `args` and `program` say how to recognise it, as in DaemonRunning. `unset_env` are
+    environment variables it must not inherit, `env` ones it gets.
+    """
 
     argv: tuple[str, ...]
     ns: str | None
     pidfile: str
     log: str
+    write_pidfile: bool = False
+    ready: str | None = None
+    program: str | None = None  # default: the name of argv[0]
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    unset_env: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class StopDaemon:
+    """SIGTERM (then SIGKILL) the daemon in `pidfile`, if it is the one (see DaemonRunning)."""
+
     pidfile: str
     program: str
+    args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -153,11 +179,16 @@ class FirewallIs:
 
 @dataclass(frozen=True)
 class DaemonRunning:
-    """`program` runs with the PID in `pidfile`, and started after `config` last changed."""
+    """`program` runs with the PID in `pidfile`, and started after `config` last changed.
+
+    The process is recognised by its /proc/PID/comm being `program`, or, when `args` is given
+    (an interpreter's comm says nothing), by its command line holding `args` in a row.
+    """
 
     pidfile: str
     program: str
     config: str | None = None
+    args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -268,6 +299,86 @@ def dhcpd_paths(layout: Layout) -> dict[str, str]:
         "log": f"{d}/dhcpd.log",
         "firewall": f"{d}/router-firewall.rules",
     }
+
+
+def relay_paths(layout: Layout) -> dict[str, str]:
+    d = layout.state_dir
+    return {
+        "rules": f"{d}/relay-rules.yaml",
+        "pid": f"{d}/relay.pid",
+        "log": f"{d}/relay.log",
+    }
+
+
+def relay_identity(layout: Layout) -> tuple[str, ...]:
+    """What the relay's command line holds in a row (its rules file is in this state dir)."""
+    return ("crosscast", "relay", "--rules-file", relay_paths(layout)["rules"])
+
+
+def relay_argv(topology: Topology, layout: Layout) -> tuple[str, ...]:
+    argv = (sys.executable, "-m", *relay_identity(layout), "-ll", "info")
+    uses_mesh = any(MESH in (r.source, *r.destinations) for r in topology.relay_rules)
+    # With no peer named, a relay that uses the mesh talks to itself: harmless, and simple.
+    return (*argv, "-m", str(RELAY_MESH_PORT)) if uses_mesh else argv
+
+
+def _relay_env_vars() -> tuple[str, ...]:
+    """Every environment variable `crosscast relay` reads: the relay apply starts takes its
+    settings from its command line and rules file only, not from whoever ran apply."""
+    from crosscast import settings
+
+    names = {getattr(a, "env_var", None) for a in settings.build_parser()._actions}
+    return tuple(sorted(n for n in names if n))
+
+
+def _relay_steps(topology: Topology, layout: Layout) -> Plan:
+    """The router-mode relay, in the router namespace (netns mode only: on a real host it is
+    the router's sidecar container). Without relay rules, one left running is stopped."""
+    if layout.host_ns is None:
+        if not topology.relay_rules:
+            return []
+        return [
+            Note(
+                "the relay is not started on this host: it runs as the router's sidecar "
+                "container (compose.yaml, network_mode service:router) with the rendered "
+                "relay-rules.yaml as its rules file"
+            )
+        ]
+    paths = relay_paths(layout)
+    args = relay_identity(layout)
+    router_ns = layout.ns(topology.router.name)
+    if not topology.relay_rules:
+        return [
+            Step(
+                f"no {RELAY} (no relay rules)",
+                Not(DaemonRunning(paths["pid"], RELAY, args=args)),
+                (StopDaemon(paths["pid"], RELAY, args),),
+            )
+        ]
+    rules = render_relay_rules(topology)
+    n = len(topology.relay_rules)
+    return [
+        Step(paths["rules"], FileHas(paths["rules"], rules), (WriteFile(paths["rules"], rules),)),
+        Step(
+            f"{RELAY} in {router_ns} ({n} rule{'s' * (n != 1)})",
+            DaemonRunning(paths["pid"], RELAY, config=paths["rules"], args=args),
+            (
+                StopDaemon(paths["pid"], RELAY, args),  # one started before its rules changed
+                StartDaemon(
+                    relay_argv(topology, layout),
+                    router_ns,
+                    paths["pid"],
+                    paths["log"],
+                    write_pidfile=True,
+                    ready=RELAY_READY,
+                    program=RELAY,
+                    args=args,
+                    env=(("PYTHONUNBUFFERED", "1"),),
+                    unset_env=_relay_env_vars(),
+                ),
+            ),
+        ),
+    ]
 
 
 def check_leases(topology: Topology, leases: Mapping[str, IPv4Address]) -> list[str]:
@@ -612,6 +723,7 @@ def plan_apply(
             ),
         ),
     ]
+    plan += _relay_steps(topology, layout)
 
     # Containers, and stand-ins for the physical devices.
     nodes: list[tuple[str, str, str, IPv4Address | None, str]] = []
@@ -665,10 +777,20 @@ def namespaces(topology: Topology, layout: Layout) -> list[str]:
 
 
 def plan_destroy(topology: Topology, layout: Layout) -> Plan:
-    """Everything destroy does: stop dhcpd, delete namespaces (and on this host, the bridges
-    and VLAN devices), remove the state directory."""
+    """Everything destroy does: stop the relay (netns mode) and dhcpd, delete namespaces (and
+    on this host, the bridges and VLAN devices), remove the state directory."""
     paths = dhcpd_paths(layout)
-    plan: Plan = [
+    plan: Plan = []
+    if layout.host_ns is not None:
+        relay = relay_paths(layout)
+        plan.append(
+            Step(
+                f"stop {RELAY}",
+                Not(DaemonRunning(relay["pid"], RELAY, args=relay_identity(layout))),
+                (StopDaemon(relay["pid"], RELAY, relay_identity(layout)),),
+            )
+        )
+    plan += [
         Step(
             "stop dhcpd",
             Not(DaemonRunning(paths["pid"], "dhcpd")),

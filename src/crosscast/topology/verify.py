@@ -10,8 +10,10 @@ What it checks, all derived from the topology (who is on which VLAN), never hard
   router's address to the VLAN's broadcast address), and multicast to 233.54.12.234:22001 (the
   socat test: a member joined on eth0, another member sending);
 - that broadcast to port 5000 and multicast to the group sent on one VLAN do not arrive on
-  another, except for the crossings passed in (`expected_crossings`, empty by default; the relay
-  passes the ones its rules create).
+  another, except for the crossings passed in (`expected_crossings`, empty by default; with the
+  router-mode relay running, `crossings_of_relay_rules` gives the ones its rules create), and
+  that broadcast to a port no relay rule names and multicast to a group none names never cross
+  (each also checked to arrive on its own VLAN, so that "not received" means something).
 
 The derivation (`layout_of`, `expected_pings`, `expected_traffic`) is pure; the I/O below it only
 resolves addresses, runs `ping` in parallel threads and moves datagrams through sockets created
@@ -31,17 +33,20 @@ import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TextIO
 
 from crosscast import netns
-from crosscast.topology.model import Topology
+from crosscast.topology.model import RelayRule, Topology
 
 IPv4 = ipaddress.IPv4Address
 
 BROADCAST_PORT = 5000  # the seeds' `nc -ulp 5000`
 GROUP = IPv4("233.54.12.234")  # the seeds' socat test
 GROUP_PORT = 22001
+QUIET_PORT = BROADCAST_PORT + 1  # the first candidate for "a port no relay rule names"
+QUIET_GROUP = IPv4("233.54.12.235")  # the first candidate for "a group no relay rule names"
 LIMITED_BROADCAST = IPv4("255.255.255.255")
 HOST_NS = "host"  # apply's namespace for the bridges and the uplink gateway
 UPLINK_BRIDGE = "brup"
@@ -93,6 +98,8 @@ class Layout:
     segments: tuple[Segment, ...]
     uplink_gateway: IPv4
     forwards: tuple[Forward, ...] = ()
+    quiet_port: int = QUIET_PORT  # a broadcast port no relay rule names
+    quiet_group: IPv4 = QUIET_GROUP  # a multicast group no relay rule names
 
     def segment_of(self, member: str) -> Segment:
         for s in self.segments:
@@ -114,7 +121,37 @@ def layout_of(topology: Topology) -> Layout:
         # Only an exception for all protocols or ICMP (no ports) lets an echo request through.
         if f.protocol in ("any", "icmp") and not f.ports
     )
-    return Layout(topology.router.name, tuple(segments), topology.uplink.gateway, forwards)
+    rules = topology.relay_rules
+    ports = [p for r in rules for p in _rule_ports(r)]
+    groups = {_rule_group(g) for r in rules for g in r.groups}
+    quiet_port = QUIET_PORT
+    while quiet_port == GROUP_PORT or any(lo <= quiet_port <= hi for lo, hi in ports):
+        quiet_port += 1
+    quiet_group = QUIET_GROUP
+    while quiet_group in groups:
+        quiet_group += 1
+    return Layout(
+        topology.router.name,
+        tuple(segments),
+        topology.uplink.gateway,
+        forwards,
+        quiet_port,
+        quiet_group,
+    )
+
+
+def _rule_ports(rule: RelayRule) -> list[tuple[int, int]]:
+    """The port ranges a relay rule matches: its ports, and its groups' own ports (the relay
+    matches every port of a rule on every group of it, see render_relay_rules)."""
+    ranges = []
+    for p in [*rule.ports, *(g.partition(":")[2] for g in rule.groups if ":" in g)]:
+        lo, _, hi = p.partition("-")
+        ranges.append((int(lo), int(hi or lo)))
+    return ranges
+
+
+def _rule_group(group: str) -> IPv4:
+    return IPv4(group.partition(":")[0])
 
 
 # --- the reachability matrix -------------------------------------------------------------------
@@ -192,6 +229,16 @@ class Crossing:
     kind: str  # "broadcast" (to port 5000) or "multicast" (to 233.54.12.234:22001)
     source: str  # VLAN name
     destination: str
+    allow: tuple[ipaddress.IPv4Network, ...] = ()  # senders it admits (none: any)
+    deny: tuple[ipaddress.IPv4Network, ...] = ()  # senders it refuses (deny wins)
+    rule: str = field(default="", compare=False)  # the relay rule's name, for the table
+
+    def admits(self, sender: IPv4 | None) -> bool:
+        if not self.allow and not self.deny:
+            return True
+        if sender is None or any(sender in net for net in self.deny):
+            return False
+        return not self.allow or any(sender in net for net in self.allow)
 
 
 @dataclass(frozen=True)
@@ -204,20 +251,31 @@ class Datagram:
     receiver: str  # the member listening
     expected: bool
     why: str
+    arrives_at: IPv4 | None = None  # where it arrives when not `destination` (a relayed one)
 
     @property
     def target(self) -> str:
-        return f"{self.receiver} ({self.destination}:{self.port})"
+        return f"{self.receiver} ({self.arrives_at or self.destination}:{self.port})"
 
 
 def _kind(destination: IPv4) -> str:
     return "multicast" if destination.is_multicast else "broadcast"
 
 
-def expected_traffic(layout: Layout, expected_crossings: Iterable[Crossing] = ()) -> list[Datagram]:
+def expected_traffic(
+    layout: Layout,
+    expected_crossings: Iterable[Crossing] = (),
+    addresses: Mapping[str, IPv4] | None = None,
+) -> list[Datagram]:
     """Per VLAN: the seeds' broadcast and multicast tests, and the same traffic sent from a
-    member, which must reach its own VLAN's listener and no other VLAN's (unless it crosses)."""
-    crossings = set(expected_crossings)
+    member, which must reach its own VLAN's listener and no other VLAN's unless it crosses;
+    likewise broadcast to a port and multicast to a group that no relay rule names, which must
+    cross nowhere.
+
+    `addresses` (host -> address) is needed only for crossings limited to some senders.
+    """
+    crossings = list(expected_crossings)
+    addr = addresses or {}
     rows: list[Datagram] = []
     listeners = {s.name: s.members[0] for s in layout.segments if s.members}
     for seg in layout.segments:
@@ -228,6 +286,8 @@ def expected_traffic(layout: Layout, expected_crossings: Iterable[Crossing] = ()
         # router's address there instead, and sends the isolation traffic from that member.
         other = seg.members[1] if len(seg.members) > 1 else None
         sender = other or listener
+        # What the router sends in place of a second member.
+        own_source, own_address = (other, None) if other else (layout.router, seg.router_address)
         label = seg.label
         rows.append(
             Datagram(
@@ -236,38 +296,114 @@ def expected_traffic(layout: Layout, expected_crossings: Iterable[Crossing] = ()
             )
         )  # fmt: skip
         rows.append(
-            Datagram(
-                "multicast", other or layout.router, None if other else seg.router_address,
-                GROUP, GROUP_PORT, listener, True, label,
-            )
+            Datagram("multicast", own_source, own_address, GROUP, GROUP_PORT, listener, True, label)
         )  # fmt: skip
         sends = [(seg.broadcast, BROADCAST_PORT), (LIMITED_BROADCAST, BROADCAST_PORT)]
         if other is not None:
             rows += [
                 Datagram(_kind(d), sender, None, d, p, listener, True, label) for d, p in sends
             ]
+        quiet = [(seg.broadcast, layout.quiet_port), (layout.quiet_group, GROUP_PORT)]
+        rows += [
+            Datagram(
+                _kind(d), own_source, own_address, d, p, listener, True, label + " (no relay rule)"
+            )
+            for d, p in quiet
+        ]
         for dest_seg in layout.segments:
             if dest_seg is seg or dest_seg.name not in listeners:
                 continue
+            why = f"{label} to {dest_seg.label}"
             for d, p in [*sends, (GROUP, GROUP_PORT)]:
-                crosses = Crossing(_kind(d), seg.name, dest_seg.name) in crossings
-                why = f"{label} to {dest_seg.label}" + (" (relayed)" * crosses)
+                rules = [
+                    c.rule
+                    for c in crossings
+                    if (c.kind, c.source, c.destination) == (_kind(d), seg.name, dest_seg.name)
+                    and c.admits(addr.get(sender))
+                ]
+                relayed = f" (relayed: {', '.join(rules)})" if any(rules) else " (relayed)"
                 rows.append(
-                    Datagram(_kind(d), sender, None, d, p, listeners[dest_seg.name], crosses, why)
+                    Datagram(
+                        _kind(d), sender, None, d, p, listeners[dest_seg.name], bool(rules),
+                        why + relayed * bool(rules), _arrives_at(d, seg, dest_seg),
+                    )
+                )  # fmt: skip
+            rows += [
+                Datagram(
+                    _kind(d), sender, None, d, p, listeners[dest_seg.name], False,
+                    why + " (no relay rule)", _arrives_at(d, seg, dest_seg),
                 )
+                for d, p in quiet
+            ]  # fmt: skip
     return rows
+
+
+def _arrives_at(destination: IPv4, source: Segment, receiving: Segment) -> IPv4 | None:
+    """A directed broadcast relayed to another VLAN becomes that VLAN's broadcast address."""
+    return receiving.broadcast if destination == source.broadcast else None
 
 
 def crossings_of_relay_rules(topology: Topology) -> list[Crossing]:
     """The crossings a topology's relay rules create for verify's port and group (for a relay)."""
     found: list[Crossing] = []
     for rule in topology.relay_rules:
-        ports = [tuple(int(x) for x in p.split("-")) for p in rule.ports]
-        if rule.broadcast and any(p[0] <= BROADCAST_PORT <= p[-1] for p in ports):
-            found += [Crossing("broadcast", rule.source, d) for d in rule.destinations]
-        if any(g in (str(GROUP), f"{GROUP}:{GROUP_PORT}") for g in rule.groups):
-            found += [Crossing("multicast", rule.source, d) for d in rule.destinations]
+        ports = _rule_ports(rule)
+        kinds = []
+        if rule.broadcast and any(lo <= BROADCAST_PORT <= hi for lo, hi in ports):
+            kinds.append("broadcast")
+        if any(_rule_group(g) == GROUP for g in rule.groups) and any(
+            lo <= GROUP_PORT <= hi for lo, hi in ports
+        ):
+            kinds.append("multicast")
+        found += [
+            Crossing(kind, rule.source, d, rule.allow, rule.deny, rule.name)
+            for kind in kinds
+            for d in rule.destinations
+        ]
     return found
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What verify expects of the relay, and the line that says so."""
+
+    crossings: tuple[Crossing, ...]
+    summary: str
+
+
+def relay_expectation(
+    topology: Topology, netns_prefix: str, *, state_root: str | None = None
+) -> Expectation:
+    """Expect the crossings of the relay rules when apply started the router-mode relay.
+
+    A relay whose PID file is there but which is no longer running is still expected: apply
+    started it for these rules, so its crossings missing is a failure to report, not a reason
+    to expect less.
+    """
+    from crosscast.topology import apply, plan
+
+    nothing = "expecting nothing to cross between VLANs"
+    if not topology.relay_rules:
+        return Expectation((), f"relay: the topology has no relay rules: {nothing}")
+    try:
+        layout = plan.layout_for(topology, netns_prefix, state_root=state_root or plan.STATE_ROOT)
+    except ValueError:
+        return Expectation((), f"relay: {nothing}")
+    paths = plan.relay_paths(layout)
+    crossings = tuple(crossings_of_relay_rules(topology))
+    named = ", ".join(f"{c.kind} {c.source} -> {c.destination}" for c in crossings)
+    theirs = f"its rules' crossings: {named or 'none on these ports and groups'}"
+    if not Path(paths["pid"]).exists():
+        return Expectation((), f"relay: not started ({paths['pid']} absent): {nothing}")
+    pid = apply.daemon_pid(paths["pid"], plan.RELAY, plan.relay_identity(layout))
+    router = netns_prefix + topology.router.name
+    if pid is None:
+        return Expectation(
+            crossings,
+            f"relay: started by apply in {router} but not running (`topology apply` starts it "
+            f"again): still expecting {theirs}",
+        )
+    return Expectation(crossings, f"relay: running in {router} (pid {pid}): expecting {theirs}")
 
 
 # --- the report --------------------------------------------------------------------------------
@@ -362,13 +498,13 @@ def _sockets() -> Iterator[list[socket.socket]]:
             s.close()
 
 
-def _listener(ns: str, port: int, group: IPv4 | None) -> socket.socket:
+def _listener(ns: str, port: int, groups: Iterable[IPv4]) -> socket.socket:
     with netns.inside(ns):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("0.0.0.0", port))
-            if group is not None:
+            for group in groups:
                 # Join on eth0, as socat's ip-add-membership=GROUP:eth0 does (struct ip_mreqn).
                 index = socket.if_nametoindex(MEMBER_IFACE)
                 mreqn = struct.pack("4s4si", group.packed, bytes(4), index)
@@ -418,12 +554,16 @@ def run_traffic(
     payloads = {i: f"foo #{i}".encode() for i in range(len(rows))}
     received: set[tuple[str, int, bytes]] = set()  # (receiver, port, payload)
     with _sockets() as opened, selectors.DefaultSelector() as sel:
-        for receiver in sorted({r.receiver for r in rows}):
-            ns = prefix + receiver
-            for port, group in ((BROADCAST_PORT, None), (GROUP_PORT, GROUP)):
-                s = _listener(ns, port, group)
-                opened.append(s)
-                sel.register(s, selectors.EVENT_READ, (receiver, port))
+        # One socket per receiver and port, joined to every group sent to that port.
+        listening: dict[tuple[str, int], set[IPv4]] = {}
+        for r in rows:
+            groups = listening.setdefault((r.receiver, r.port), set())
+            if r.destination.is_multicast:
+                groups.add(r.destination)
+        for (receiver, port), groups in sorted(listening.items()):
+            s = _listener(prefix + receiver, port, sorted(groups))
+            opened.append(s)
+            sel.register(s, selectors.EVENT_READ, (receiver, port))
         senders: dict[int, socket.socket] = {}
         for i, r in enumerate(rows):
             source = r.source_address or addresses.get(r.source)
@@ -492,7 +632,9 @@ def check(layout: Layout, prefix: str, expected_crossings: Iterable[Crossing] = 
     addresses = {m: a for m, a in found.items() if a is not None}
     with ThreadPoolExecutor(max_workers=2) as pool:
         pings = pool.submit(run_pings, prefix, expected_pings(layout, addresses), addresses)
-        traffic = run_traffic(prefix, expected_traffic(layout, expected_crossings), addresses)
+        traffic = run_traffic(
+            prefix, expected_traffic(layout, expected_crossings, addresses), addresses
+        )
         return Report(pings.result(), traffic)
 
 
@@ -501,9 +643,14 @@ def run_verify(
     netns_prefix: str | None = None,
     *,
     expected_crossings: Iterable[Crossing] = (),
+    assumption: str | None = None,
     out: TextIO | None = None,
 ) -> int:
-    """Print the checks as tables; 0 if every row is as expected, 1 if not, 2 if not applied."""
+    """Print the checks as tables; 0 if every row is as expected, 1 if not, 2 if not applied.
+
+    `assumption` (what the crossings expected stand for, see relay_expectation) is printed on
+    the line before the tables.
+    """
     stream = out or sys.stdout
     if netns_prefix is None:
         print(
@@ -526,6 +673,8 @@ def run_verify(
     started = time.monotonic()
     report = check(layout, netns_prefix, expected_crossings)
     took = time.monotonic() - started
+    if assumption:
+        stream.write(assumption + "\n\n")
     stream.write("Reachability (ping)\n")
     stream.write(format_table(report.pings, with_test=False))
     stream.write("\nBroadcast and multicast (UDP)\n")
