@@ -81,7 +81,7 @@ def _attach(sock: socket.socket, program: Sequence[Instruction]) -> None:
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
-def _set_buffer(sock: socket.socket, force: int, plain: int, size: int) -> None:
+def set_buffer(sock: socket.socket, force: int, plain: int, size: int) -> None:
     try:
         sock.setsockopt(socket.SOL_SOCKET, force, size)
     except PermissionError:
@@ -119,8 +119,8 @@ class PacketPort:
             sock.bind((name, ETH_P_ALL))
             sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
             sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
-            _set_buffer(sock, SO_RCVBUFFORCE, socket.SO_RCVBUF, rcvbuf)
-            _set_buffer(sock, SO_SNDBUFFORCE, socket.SO_SNDBUF, rcvbuf)
+            set_buffer(sock, SO_RCVBUFFORCE, socket.SO_RCVBUF, rcvbuf)
+            set_buffer(sock, SO_SNDBUFFORCE, socket.SO_SNDBUF, rcvbuf)
             sock.setblocking(False)
             with contextlib.suppress(BlockingIOError):
                 while True:

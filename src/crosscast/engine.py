@@ -305,10 +305,10 @@ class Relay:
             dst_mac = BROADCAST_MAC
             # A directed broadcast of the source segment is dropped on this one (the receivers
             # count it in IpInAddrErrors): it becomes this segment's broadcast address.
-            keep = f.dst_ip == LIMITED_BROADCAST or egress.broadcast is None
-            dst_ip = None if keep else egress.broadcast
-            if dst_ip is None and f.dst_ip != LIMITED_BROADCAST:
-                dst_ip = LIMITED_BROADCAST
+            if f.dst_ip == LIMITED_BROADCAST:
+                dst_ip = None
+            else:
+                dst_ip = LIMITED_BROADCAST if egress.broadcast is None else egress.broadcast
         frame = rewrite_for_egress(
             f,
             src_mac=egress.mac,
@@ -353,7 +353,6 @@ class Relay:
             return []
         if env.origin == self.relay_id:
             # Two of our own interfaces on one segment: every relayed frame would loop back.
-            self.counters["own-probe-heard", iface] += 1
             return self._drop("own-probe", iface)
         mac = frame[6:12]
         peers = self._segment[iface]

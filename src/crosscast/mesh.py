@@ -11,7 +11,7 @@ import socket
 from collections import Counter
 from collections.abc import Iterable
 
-from crosscast.capture import DRAIN_LIMIT, SO_RCVBUFFORCE, StartupError, _set_buffer
+from crosscast.capture import DRAIN_LIMIT, SO_RCVBUFFORCE, StartupError, set_buffer
 
 MAX_DATAGRAM = 65535
 
@@ -25,7 +25,7 @@ class MeshSocket:
         except OSError as e:
             self.sock.close()
             raise StartupError(f"cannot listen on mesh port {port}/udp: {e.strerror}") from None
-        _set_buffer(self.sock, SO_RCVBUFFORCE, socket.SO_RCVBUF, rcvbuf)
+        set_buffer(self.sock, SO_RCVBUFFORCE, socket.SO_RCVBUF, rcvbuf)
         self.sock.setblocking(False)
         self.counters: Counter[tuple[str, ...]] = Counter()
 

@@ -44,11 +44,6 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
         ("where",),
         "unexpected exceptions caught at a task boundary",
     ),
-    "own-probe-heard": (
-        "crosscast_own_probe_heard_total",
-        ("interface",),
-        "our own probe came back on another interface (a loop in the wiring)",
-    ),
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import secrets
@@ -295,8 +296,6 @@ class Runtime:
 
 
 def errno_name(e: OSError) -> str:
-    import errno
-
     return errno.errorcode.get(e.errno or 0, "oserror").lower()
 
 
