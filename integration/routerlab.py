@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crosscast import lab, netns
+from crosscast import lab
+from crosscast.net import netns
 
 PYTHON = sys.executable
 READY = "ready"  # the relay logs a line containing this once its sockets are open

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from crosscast import demo, netns
+from crosscast import demo
+from crosscast.net import netns
 
 pytestmark = pytest.mark.root
 

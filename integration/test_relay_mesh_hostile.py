@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from crosscast import lab, netns
+from crosscast import lab
+from crosscast.net import netns
 from integration.helpers.mesh import crosscast_envelope, snowsignal_datagram
 from integration.helpers.relays import Procs, Started
 

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from crosscast import lab, netns
+from crosscast import lab
+from crosscast.net import netns
 from integration.helpers.relays import Procs
 
 pytestmark = pytest.mark.root

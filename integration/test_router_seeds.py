@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from crosscast import lab, netns
+from crosscast import lab
+from crosscast.net import netns
 from integration import routerlab
 
 pytestmark = pytest.mark.root

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from crosscast import netns
+from crosscast.net import netns
 from crosscast.topology.apply import apply_topology, destroy_topology
 from crosscast.topology.load import load_topology
 from crosscast.topology.model import Topology, mac_for_name

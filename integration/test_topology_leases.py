@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from crosscast import netns
+from crosscast.net import netns
 from crosscast.topology.model import mac_for_name
 
 pytestmark = [pytest.mark.root]

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.test_verify import SEED_PING_TABLE
+from tests.topology.test_verify import SEED_PING_TABLE
 
-from crosscast import netns
+from crosscast.net import netns
 from crosscast.topology.load import load_topology
 from crosscast.topology.model import mac_for_name
 from crosscast.topology.plan import dhcpd_paths, layout_for, relay_paths

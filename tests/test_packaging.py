@@ -438,7 +438,7 @@ def environment(service: Mapping[str, Any]) -> dict[str, str]:
 
 def load_settings(env: Mapping[str, str]) -> Any:
     """The relay's own settings loader, fed the service's environment."""
-    from crosscast import settings
+    from crosscast.relay import settings
 
     return settings.load([], env)
 
@@ -485,7 +485,7 @@ def test_sidecar_rules_load_and_name_only_the_router_interfaces(compose: dict[st
     env = environment(services["relay"])
     assert "RULES" in env
     settings = load_settings(env)
-    from crosscast.rules import validate_rules
+    from crosscast.relay.rules import validate_rules
 
     names = [r.name for r in settings.rules]
     assert names == ["gps", "emergency", "telemetry"]

@@ -1,4 +1,4 @@
-"""Mesh datagrams built straight from the documented wire formats (not from crosscast.envelope),
+"""Mesh datagrams built straight from the documented wire formats (not from relay.envelope),
 so the hostile-mesh tests also catch a relay that drifts from its own specification.
 
 crosscast envelope (ARCHITECTURE / envelope.py docstring): 32-byte header "!2sBBBBHQQQ" =

@@ -129,7 +129,7 @@ def run_in(
     """Run a command inside `ns` to completion (stdout and stderr kept apart)."""
     import os
 
-    from crosscast import netns
+    from crosscast.net import netns
 
     return subprocess.run(
         netns.exec_argv(ns, argv),

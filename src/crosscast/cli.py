@@ -1,7 +1,7 @@
 """The `crosscast` command: subcommands, argument parsing, exit codes.
 
 `crosscast relay` (also plain `crosscast -t eth0 ...`, as `python -m snowsignal` was called) is
-parsed by ConfigArgParse in `crosscast.settings`, so CLI > env > file > defaults. The other
+parsed by ConfigArgParse in `crosscast.relay.settings`, so CLI > env > file > defaults. The other
 subcommands register themselves here through a `register(subparsers)` function of their module,
 each setting `func(args) -> int`. Exit status: 0 fine, 1 a check failed, 2 bad input/start-up.
 """
@@ -22,7 +22,8 @@ _SUBCOMMANDS = ("relay", "demo", "topology", "lease", "status")
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from crosscast import demo, status
+    from crosscast import demo
+    from crosscast.relay import status
     from crosscast.topology import cli as topology_cli
 
     parser = argparse.ArgumentParser(
@@ -45,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args or (args[0].startswith("-") and args[0] not in ("-h", "--help", "--version")):
         args = ["relay", *args]
     if args[0] == "relay":
-        from crosscast import service
+        from crosscast.relay import service
 
         return service.main(args[1:])
     parser = _build_parser()

@@ -29,7 +29,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from crosscast import lab, netns
+from crosscast import lab
+from crosscast.net import netns
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -521,7 +522,7 @@ def _link_mac(ns: str, dev: str) -> str:
 
 def _relay_env_vars() -> list[str]:
     """Every environment variable `crosscast relay` reads, from its own parser."""
-    from crosscast import settings
+    from crosscast.relay import settings
 
     names = {getattr(a, "env_var", None) for a in settings.build_parser()._actions}
     return sorted(n for n in names if n)

@@ -1,6 +1,6 @@
 """Execute an apply or destroy plan: the only part of the topology helper that touches the system.
 
-It owns running commands (through `crosscast.netns`), answering each step's "already done?",
+It owns running commands (through `crosscast.net.netns`), answering each step's "already done?",
 starting and stopping daemons (dhcpd, the relay), and the state directory
 /run/crosscast/<prefix>/. What to build and how things are named is decided in `plan.py`; this
 module must not make such decisions.
@@ -22,7 +22,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, TextIO
 
-from crosscast import netns
+from crosscast.net import netns
 from crosscast.topology.model import Topology
 from crosscast.topology.plan import (
     STATE_ROOT,

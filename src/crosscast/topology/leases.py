@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from crosscast import netns
+from crosscast.net import netns
 from crosscast.topology import dhcp
 from crosscast.topology.load import TopologyErrors, load_topology
 from crosscast.topology.model import mac_for_name

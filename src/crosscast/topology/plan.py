@@ -325,7 +325,7 @@ def relay_argv(topology: Topology, layout: Layout) -> tuple[str, ...]:
 def _relay_env_vars() -> tuple[str, ...]:
     """Every environment variable `crosscast relay` reads: the relay apply starts takes its
     settings from its command line and rules file only, not from whoever ran apply."""
-    from crosscast import settings
+    from crosscast.relay import settings
 
     names = {getattr(a, "env_var", None) for a in settings.build_parser()._actions}
     return tuple(sorted(n for n in names if n))

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from crosscast import netns
+from crosscast.net import netns
 from crosscast.topology.model import RelayRule, Topology
 
 IPv4 = ipaddress.IPv4Address

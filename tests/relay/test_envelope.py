@@ -1,4 +1,4 @@
-"""Unit tests of the mesh wire formats (crosscast.envelope): pure, no sockets, time passed in."""
+"""Unit tests of the mesh wire formats (relay.envelope): pure, no sockets, time passed in."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from crosscast.envelope import (
+from crosscast.relay.envelope import (
     CROSSCAST_MAGIC,
     ENVELOPE_ERROR_REASONS,
     HEADER_LEN,

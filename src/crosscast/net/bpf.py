@@ -17,7 +17,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from crosscast.frames import ETH_P_CROSSCAST_PROBE, ETH_P_IP
+from crosscast.net.frames import ETH_P_CROSSCAST_PROBE, ETH_P_IP
 
 __all__ = [
     "BPF_MAXINSNS",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from crosscast.rules import (
+from crosscast.relay.rules import (
     MESH,
     PortRange,
     Rule,
@@ -24,8 +24,8 @@ from crosscast.rules import (
     validate_rules,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-GOLDEN = Path(__file__).resolve().parent / "golden" / "rules"
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "rules"
 EXAMPLE = ROOT / "examples" / "rules-fire-truck.yaml"
 # Set to 1 to rewrite the golden files from the current output, then review the diff.
 REGEN = os.environ.get("CROSSCAST_REGEN_GOLDEN") == "1"

@@ -21,16 +21,16 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 
-from crosscast import metrics
-from crosscast import settings as config
-from crosscast.bpf import CaptureSpec, capture_program
-from crosscast.capture import PacketPort, StartupError, own_addresses, read_interface
-from crosscast.engine import Action, Emit, Interface, Relay
-from crosscast.envelope import CrosscastCodec
-from crosscast.frames import LIMITED_BROADCAST
-from crosscast.mesh import MeshSocket
-from crosscast.peers import Discovery, DnsResolver
-from crosscast.rules import RuleTable, format_rule_table
+from crosscast.net.bpf import CaptureSpec, capture_program
+from crosscast.net.frames import LIMITED_BROADCAST
+from crosscast.relay import metrics
+from crosscast.relay import settings as config
+from crosscast.relay.capture import PacketPort, StartupError, own_addresses, read_interface
+from crosscast.relay.engine import Action, Emit, Interface, Relay
+from crosscast.relay.envelope import CrosscastCodec
+from crosscast.relay.mesh import MeshSocket
+from crosscast.relay.peers import Discovery, DnsResolver
+from crosscast.relay.rules import RuleTable, format_rule_table
 
 log = logging.getLogger("crosscast")
 

@@ -24,19 +24,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from crosscast.envelope import (
-    CROSSCAST_MAGIC,
-    KIND_FRAME,
-    KIND_PROBE,
-    SNOWSIGNAL_MAGIC,
-    CrosscastCodec,
-    Envelope,
-    EnvelopeError,
-    SequenceCounter,
-    decode_snowsignal,
-    encode_snowsignal,
-)
-from crosscast.frames import (
+from crosscast.net.frames import (
     BROADCAST_MAC,
     ETH_HLEN,
     ETH_P_CROSSCAST_PROBE,
@@ -51,7 +39,19 @@ from crosscast.frames import (
     parse_udp_frame,
     rewrite_for_egress,
 )
-from crosscast.rules import MESH, RuleTable
+from crosscast.relay.envelope import (
+    CROSSCAST_MAGIC,
+    KIND_FRAME,
+    KIND_PROBE,
+    SNOWSIGNAL_MAGIC,
+    CrosscastCodec,
+    Envelope,
+    EnvelopeError,
+    SequenceCounter,
+    decode_snowsignal,
+    encode_snowsignal,
+)
+from crosscast.relay.rules import MESH, RuleTable
 
 log = logging.getLogger(__name__)
 

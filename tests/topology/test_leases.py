@@ -521,13 +521,13 @@ def test_cli_reads_the_database_path_from_the_environment(
 def test_cli_unknown_vlan_in_the_topology_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    seeds = Path(__file__).parent.parent / "examples" / "topology-seeds.yaml"
+    seeds = Path(__file__).resolve().parents[2] / "examples" / "topology-seeds.yaml"
     rc = _cli("c1", "--vlan", "7", "--topology", str(seeds), "--db", str(tmp_path / "l.db"))
     assert rc == 2
     assert "no VLAN '7'; it has 1 (vlan1), 2 (vlan2)" in capsys.readouterr().err
 
 
 def test_cli_vlan_name_maps_to_its_id_and_bridge(tmp_path: Path) -> None:
-    seeds = Path(__file__).parent.parent / "examples" / "topology-seeds.yaml"
+    seeds = Path(__file__).resolve().parents[2] / "examples" / "topology-seeds.yaml"
     assert leases._bridge_for_vlan(seeds, "vlan2") == ("2", "br1")
     assert leases._bridge_for_vlan(seeds, "1") == ("1", "br0")

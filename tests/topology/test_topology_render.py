@@ -18,7 +18,7 @@ from crosscast.topology.load import load_topology
 from crosscast.topology.model import mac_for_name
 from crosscast.topology.render import RENDERERS, render_all
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden" / "topology"
 EXAMPLES = ("seeds", "macvlan")
 REGENERATE = os.environ.get("CROSSCAST_REGEN_GOLDEN") == "1"
@@ -109,7 +109,7 @@ def test_render_command_refuses_a_bad_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("example", sorted(p.name for p in GOLDEN.iterdir()))
 def test_rendered_relay_rules_load_and_validate_in_the_relay(example: str) -> None:
-    from crosscast.rules import load_rules_yaml, validate_rules
+    from crosscast.relay.rules import load_rules_yaml, validate_rules
 
     path = GOLDEN / example / "relay-rules.yaml"
     rules = load_rules_yaml(path.read_text(), str(path))

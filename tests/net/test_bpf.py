@@ -1,4 +1,4 @@
-"""Unit tests of crosscast.bpf: what the capture program accepts, proved with its interpreter."""
+"""Unit tests of crosscast.net.bpf: what the capture program accepts, proved by its interpreter."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_NOP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Ether
 
-from crosscast.bpf import (
+from crosscast.net.bpf import (
     BPF_MAXINSNS,
     DROP_ALL,
     CaptureSpec,
@@ -22,7 +22,7 @@ from crosscast.bpf import (
     capture_program,
     run_program,
 )
-from crosscast.frames import ETH_P_CROSSCAST_PROBE, LIMITED_BROADCAST, ip_from_str
+from crosscast.net.frames import ETH_P_CROSSCAST_PROBE, LIMITED_BROADCAST, ip_from_str
 
 SNAPLEN = 0x40000
 DIRECTED = "10.0.1.255"

@@ -42,7 +42,7 @@ from crosscast.topology.plan import (
 )
 from crosscast.topology.render import render_iptables_rules, render_relay_rules
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SEEDS = ROOT / "examples" / "topology-seeds.yaml"
 
 

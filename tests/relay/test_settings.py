@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from crosscast import settings
-from crosscast.rules import MESH
-from crosscast.settings import SettingsError
+from crosscast.relay import settings
+from crosscast.relay.rules import MESH
+from crosscast.relay.settings import SettingsError
 
 
 def load(*argv: str, **env: str) -> settings.RelaySettings:

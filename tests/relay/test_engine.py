@@ -6,16 +6,16 @@ import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from crosscast.engine import PROBE_HOLD, DuplicateWindow, Emit, Interface, Relay, ToMesh
-from crosscast.envelope import CrosscastCodec, encode_snowsignal
-from crosscast.frames import (
+from crosscast.net.frames import (
     build_udp_frame,
     ip_from_str,
     mac_from_str,
     multicast_mac,
     parse_udp_frame,
 )
-from crosscast.rules import RuleTable, parse_rules_text, snowsignal_rules
+from crosscast.relay.engine import PROBE_HOLD, DuplicateWindow, Emit, Interface, Relay, ToMesh
+from crosscast.relay.envelope import CrosscastCodec, encode_snowsignal
+from crosscast.relay.rules import RuleTable, parse_rules_text, snowsignal_rules
 
 NOW = 1_800_000_000.0
 SENDER_MAC = mac_from_str("02:00:00:00:01:0b")

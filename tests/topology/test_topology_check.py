@@ -16,7 +16,7 @@ from crosscast.cli import main
 from crosscast.topology.load import TopologyErrors, load_topology, parse_topology
 from crosscast.topology.model import Topology
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 BASE = """\
 name: t                                                    # 1

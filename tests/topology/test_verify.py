@@ -16,7 +16,7 @@ from crosscast.topology.model import RelayRule, Topology
 
 IPv4 = ipaddress.IPv4Address
 IPv4Network = ipaddress.IPv4Network
-SEEDS = Path(__file__).parent.parent / "examples" / "topology-seeds.yaml"
+SEEDS = Path(__file__).resolve().parents[2] / "examples" / "topology-seeds.yaml"
 
 # The ping table at the end of seed 002, row by row, with the addresses this copy of the page
 # lost restored (VLAN 1 router 10.0.1.3, VLAN 2 router 10.0.2.3; "Internet" has no address).

@@ -11,7 +11,7 @@ import socket
 from collections import Counter
 from collections.abc import Iterable
 
-from crosscast.capture import DRAIN_LIMIT, SO_RCVBUFFORCE, StartupError, set_buffer
+from crosscast.relay.capture import DRAIN_LIMIT, SO_RCVBUFFORCE, StartupError, set_buffer
 
 MAX_DATAGRAM = 65535
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from crosscast import netns
+from crosscast.net import netns
 
 ETH_P_ALL = 0x0003  # linux/if_ether.h
 ETH_P_IP = 0x0800  # linux/if_ether.h

@@ -17,8 +17,8 @@ from typing import Any
 
 import configargparse
 
-from crosscast.envelope import load_secret
-from crosscast.rules import (
+from crosscast.relay.envelope import load_secret
+from crosscast.relay.rules import (
     MESH,
     Rule,
     RuleError,

@@ -1,4 +1,4 @@
-"""Unit tests of the mesh peer set (crosscast.peers): a fake resolver, and one real DNS server
+"""Unit tests of the mesh peer set (crosscast.relay.peers): a fake resolver, and one real DNS server
 on loopback for DnsResolver."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
-from crosscast.peers import Discovery, DnsResolver, PeerChange, select_peers
+from crosscast.relay.peers import Discovery, DnsResolver, PeerChange, select_peers
 
 OWN = "10.0.9.1"
 

@@ -1,4 +1,4 @@
-"""Unit tests of crosscast.frames: parse, classify, rewrite, checksums. Pure; frames from scapy."""
+"""Unit tests of crosscast.net.frames: parse, classify, rewrite, checksums. Pure; scapy frames."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet
 
-from crosscast.frames import (
+from crosscast.net.frames import (
     BROADCAST_MAC,
     ETH_HLEN,
     LIMITED_BROADCAST,

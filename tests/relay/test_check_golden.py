@@ -28,8 +28,8 @@ import pytest
 
 import crosscast
 
-ROOT = Path(__file__).resolve().parent.parent
-GOLDEN = Path(__file__).resolve().parent / "golden" / "check"
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "check"
 INPUTS = GOLDEN.relative_to(ROOT)  # rule files, named relative to ROOT so origins are stable
 PACKAGE_PARENT = Path(crosscast.__file__).resolve().parent.parent
 # Set to 1 to rewrite the golden files from the current output, then review the diff.

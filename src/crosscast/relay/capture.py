@@ -16,8 +16,8 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from crosscast.bpf import DROP_ALL, Instruction, assemble
-from crosscast.engine import Interface
+from crosscast.net.bpf import DROP_ALL, Instruction, assemble
+from crosscast.relay.engine import Interface
 
 ETH_P_ALL = 0x0003  # linux/if_ether.h
 SOL_PACKET = 263  # linux/socket.h

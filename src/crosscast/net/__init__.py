@@ -1,0 +1,1 @@
+"""What the relay and the topology helper share: namespaces, the packet socket, the frame codec."""

@@ -1,0 +1,1 @@
+"""The relay: a pure core (rules, envelope, peers, engine) and a thin shell (capture, mesh, ...)."""
