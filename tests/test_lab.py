@@ -77,3 +77,12 @@ def test_the_oracle_and_the_codec_agree_on_a_frame() -> None:
     broken = lab.parse_udp_frame(bytes(corrupt))
     assert broken is not None
     assert not broken.udp_checksum_ok
+
+
+def test_relays_do_not_inherit_the_callers_relay_settings() -> None:
+    argv = lab.relays.hermetic(["crosscast", "relay"], {"SERVICENAME": "svc"})
+    assert argv[0] == "env"
+    assert argv[-2:] == ["crosscast", "relay"]
+    unset = {argv[i + 1] for i, a in enumerate(argv[:-2]) if a == "-u"}
+    assert {"RULES", "RULES_FILE", "MESH_SECRET_FILE", "TARGET_INTERFACE"} <= unset
+    assert "SERVICENAME" not in unset  # what the caller passes on purpose stays

@@ -76,11 +76,16 @@ def spawn_relay(
     Settings come only from `args` and `env`: every other relay variable of the caller's
     environment is unset (`env -u`), so a run does not depend on what the caller had set.
     """
-    env = dict(env or {})
-    unset = [a for var in relay_env_vars() if var not in env for a in ("-u", var)]
     relay_argv = [sys.executable, "-m", "crosscast", "relay", "-ll", log_level, *args]
-    proc = procs.spawn(ns, ["env", *unset, *relay_argv], log, {"PYTHONUNBUFFERED": "1", **env})
+    env = {"PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = procs.spawn(ns, hermetic(relay_argv, env), log, env)
     return RelayProcess(ns, relay_argv, proc, log, name)
+
+
+def hermetic(argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
+    """`argv` run through `env -u VAR ...` for every relay variable that `env` does not set."""
+    unset = [a for var in relay_env_vars() if var not in env for a in ("-u", var)]
+    return ["env", *unset, *argv]
 
 
 def start_relay(
