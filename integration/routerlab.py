@@ -23,9 +23,9 @@ from pathlib import Path
 
 from crosscast import lab
 from crosscast.net import netns
+from crosscast.relay import READY  # the relay logs a line with it once its sockets are open
 
 PYTHON = sys.executable
-READY = "ready"  # the relay logs a line containing this once its sockets are open
 START_TIMEOUT = 15.0  # seconds for a relay to log READY
 ARRIVAL_TIMEOUT = 5.0  # seconds a datagram that should cross may take (IGMP snooping included)
 RESEND_INTERVAL = 0.25  # seconds between re-sends while waiting for a positive arrival

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from crosscast import lab
+from crosscast.relay import READY  # the relay logs a line with it once its sockets are open
 
 HELPERS = Path(__file__).resolve().parent
 PYTHON = sys.executable
-READY = "ready"  # the contract: the relay logs a line containing "ready" once its sockets are open
 SNOWSIGNAL_READY = ("Starting UDP server listening on", "starting to listen for raw packets")
 START_TIMEOUT = 10.0
 

@@ -31,6 +31,7 @@ from typing import Any, TextIO
 
 from crosscast import lab
 from crosscast.net import netns
+from crosscast.relay import READY
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -54,7 +55,6 @@ START_TIMEOUT = 15.0  # seconds for a relay to log that it is ready
 ARRIVAL = 5.0  # seconds a datagram that should cross may take (IGMP snooping, discovery)
 RESEND = 0.25  # seconds between re-sends while waiting for an arrival
 QUIET = 0.5  # seconds the negative checks listen for what must not arrive
-READY = "ready"  # the relay logs a line containing this once its sockets are open
 
 
 class Interrupted(BaseException):
@@ -314,7 +314,9 @@ class _Demo:
         env = env or {}
         # The relay reads settings from the environment too; the demo's must not depend on what
         # the caller happens to have set (RULES, MESH_SECRET_FILE, ...).
-        unset = [a for var in _relay_env_vars() if var not in env for a in ("-u", var)]
+        from crosscast.relay import settings
+
+        unset = [a for var in settings.env_vars() if var not in env for a in ("-u", var)]
         argv = ["env", *unset, sys.executable, "-m", "crosscast", "relay", "-ll", "info", *args]
         proc = lab.spawn(ns, argv, log, {"PYTHONUNBUFFERED": "1", **env})
         return _Relay(name, log, proc)
@@ -518,11 +520,3 @@ class _Demo:
 def _link_mac(ns: str, dev: str) -> str:
     out = netns.run(["ip", "-o", "link", "show", "dev", dev], ns=ns).stdout.split()
     return out[out.index("link/ether") + 1].lower()
-
-
-def _relay_env_vars() -> list[str]:
-    """Every environment variable `crosscast relay` reads, from its own parser."""
-    from crosscast.relay import settings
-
-    names = {getattr(a, "env_var", None) for a in settings.build_parser()._actions}
-    return sorted(n for n in names if n)

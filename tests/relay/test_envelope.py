@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 
 import pytest
 from scapy.layers.inet import IP, UDP
@@ -23,7 +22,7 @@ from crosscast.relay.envelope import (
     SequenceCounter,
     decode_snowsignal,
     encode_snowsignal,
-    load_secret,
+    parse_secret,
 )
 
 SECRET = b"correct horse battery staple"
@@ -363,19 +362,21 @@ def test_snowsignal_magic_alone_is_short() -> None:
 # --- secrets -----------------------------------------------------------------------------------
 
 
-def test_load_secret_strips_one_trailing_newline(tmp_path: Path) -> None:
-    path = tmp_path / "mesh_secret"
-    path.write_bytes(b"s3cret\n\n")
-    assert load_secret(str(path)) == b"s3cret\n"
+@pytest.mark.parametrize(
+    ("contents", "secret"),
+    [
+        (b"s3cret", b"s3cret"),
+        (b"s3cret\n", b"s3cret"),
+        (b"s3cret\r\n", b"s3cret"),
+        (b"s3cret\n\n", b"s3cret\n"),  # only one newline is the editor's
+        (b" s3cret ", b" s3cret "),
+    ],
+)
+def test_parse_secret_strips_one_trailing_newline(contents: bytes, secret: bytes) -> None:
+    assert parse_secret(contents) == secret
 
 
-def test_load_secret_of_an_empty_file_is_a_clear_error(tmp_path: Path) -> None:
-    path = tmp_path / "mesh_secret"
-    path.write_bytes(b"\n")
+@pytest.mark.parametrize("contents", [b"", b"\n", b"\r\n"])
+def test_an_empty_secret_is_a_clear_error(contents: bytes) -> None:
     with pytest.raises(ValueError, match="is empty"):
-        load_secret(str(path))
-
-
-def test_load_secret_of_a_missing_file_raises_oserror(tmp_path: Path) -> None:
-    with pytest.raises(OSError, match="No such file"):
-        load_secret(str(tmp_path / "missing"))
+        parse_secret(contents)

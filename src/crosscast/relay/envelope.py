@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -115,11 +114,6 @@ class Envelope:
     body: bytes
 
 
-def random_origin() -> int:
-    """A fresh random u64 origin id; choose one per relay process."""
-    return secrets.randbits(64)
-
-
 class SequenceCounter:
     """Hands out the sequence numbers of one origin: 0, 1, 2, ...
 
@@ -176,20 +170,18 @@ def _tag(secret: bytes, data: bytes) -> bytes:
     return hmac.new(secret, data, hashlib.sha256).digest()
 
 
-def load_secret(path: str) -> bytes:
-    """Read the mesh secret from a file (typically a Docker secret under /run/secrets).
+def parse_secret(secret: bytes) -> bytes:
+    """The mesh secret from the contents of its file (settings reads the file).
 
-    One trailing newline is stripped, because editors and ``echo`` add one. OSError propagates
-    so start-up can report the unreadable file.
+    One trailing newline is stripped, because editors and ``echo`` add one. An empty secret is
+    a ValueError: it would authenticate nothing.
     """
-    with open(path, "rb") as f:
-        secret = f.read()
     if secret.endswith(b"\r\n"):
         secret = secret[:-2]
     elif secret.endswith(b"\n"):
         secret = secret[:-1]
     if not secret:
-        raise ValueError(f"mesh secret file {path} is empty")
+        raise ValueError("the secret is empty")
     return secret
 
 
