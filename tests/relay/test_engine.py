@@ -25,6 +25,7 @@ from crosscast.relay.engine import (
     ToMesh,
 )
 from crosscast.relay.envelope import (
+    ENVELOPE_ERROR_REASONS,
     HOP_LIMIT,
     KIND_FRAME,
     KIND_PROBE,
@@ -223,6 +224,15 @@ def test_each_drop_is_counted_and_recorded_with_its_reason(
     assert r.take_events() == [drop]
     dropped = {k[1]: v for k, v in r.counters.items() if k[0] == "dropped"}
     assert dropped == {drop.reason: 1}
+
+
+def test_every_codec_reason_is_a_drop_reason() -> None:
+    # The engine turns FrameError/EnvelopeError reasons into Drop(reason): a reason without a
+    # member would raise ValueError in the packet path (a counted internal error, not a drop).
+    frame_reasons = ("short", "not-ipv4", "bad-ip-header", "bad-ip-checksum", "not-udp")
+    frame_reasons += ("fragment", "bad-length", "too-long")  # frames.FrameError's docstring
+    for reason in (*ENVELOPE_ERROR_REASONS, *frame_reasons):
+        assert Drop(reason).value == reason
 
 
 @pytest.mark.parametrize("hops", range(HOP_LIMIT))
