@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import pytest
 
@@ -14,7 +14,7 @@ from crosscast.net.frames import build_udp_frame, ip_from_str, mac_from_str
 from crosscast.relay import READY, metrics, service
 from crosscast.relay import settings as config
 from crosscast.relay.capture import StartupError
-from crosscast.relay.engine import Interface
+from crosscast.relay.engine import Emit, Interface
 from crosscast.relay.envelope import encode_snowsignal
 
 from .fakes import FakeHost, FakeResolver
@@ -81,7 +81,8 @@ def test_a_router_relay_opens_one_capture_per_interface_and_no_mesh() -> None:
     rt = runtime(*ROUTER, h=h)
     assert sorted(rt.ports) == ["eth0", "eth2"]
     assert [p.name for p in h.ports] == ["eth0", "eth2"]
-    assert h.meshes == [] and rt.mesh is None
+    assert h.meshes == []
+    assert rt.mesh is None
 
 
 def test_a_mesh_relay_opens_the_mesh_port_it_was_given() -> None:
@@ -214,7 +215,9 @@ def test_each_drop_reason_is_logged_once_at_warning_then_at_debug(
 def test_a_relay_joining_a_segment_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     other = service.Runtime(settings(*ROUTER), host(), relay_id=9, clock=lambda: NOW)
     rt = runtime(*ROUTER)
-    probe = next(a for a in other.relay.on_tick(NOW) if a.interface == "eth0")  # type: ignore[union-attr]
+    probe = next(
+        a for a in other.relay.on_tick(NOW) if isinstance(a, Emit) and a.interface == "eth0"
+    )
     rt.ports["eth0"].queued.append((probe.frame, False))  # type: ignore[attr-defined]
     with caplog.at_level(logging.INFO, "crosscast"):
         rt.on_port_readable(rt.ports["eth0"])
@@ -256,7 +259,8 @@ def test_an_interface_that_comes_back_is_captured_again_and_health_follows() -> 
 
     assert asyncio.run(cycle()) == [True, False, True]
     assert [p.name for p in h.ports] == ["eth0", "eth2", "eth2"]
-    assert h.ports[1].closed and not h.ports[2].closed
+    assert h.ports[1].closed
+    assert not h.ports[2].closed
     assert rt.ports["eth2"] is h.ports[2]
 
 
@@ -275,26 +279,44 @@ def test_serve_says_ready_relays_what_arrives_and_stops_cleanly(
     h = host(dns=FakeResolver())
     rt = service.Runtime(settings(*MESH_RELAY), h, relay_id=0xAB, clock=time.time)
 
+    ready, sent = asyncio.Event(), asyncio.Event()
+
+    class SetReady(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith(READY):
+                ready.set()
+
+    assert rt.mesh is not None
+    mesh_send = rt.mesh.send
+
+    def send(datagram: bytes, peers: Iterable[str]) -> None:
+        mesh_send(datagram, peers)
+        sent.set()
+
+    rt.mesh.send = send  # type: ignore[method-assign]
+
     async def run() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(rt.serve(stop))
-        while not any(READY in r.getMessage() for r in caplog.records):
-            await asyncio.sleep(0.01)
+        await ready.wait()
         port = rt.ports["eth0"]
         port.queued.append((frame(), False))  # type: ignore[attr-defined]
         port.wake()  # type: ignore[attr-defined]
-        assert rt.mesh is not None
-        while not rt.mesh.sent:  # type: ignore[attr-defined]
-            await asyncio.sleep(0.01)
+        await sent.wait()
         stop.set()
         await task
 
-    with caplog.at_level(logging.INFO, "crosscast"):
-        asyncio.run(asyncio.wait_for(run(), 10))
+    handler = SetReady()
+    logging.getLogger("crosscast").addHandler(handler)
+    try:
+        with caplog.at_level(logging.INFO, "crosscast"):
+            asyncio.run(asyncio.wait_for(run(), 10))
+    finally:
+        logging.getLogger("crosscast").removeHandler(handler)
     messages = [r.getMessage() for r in caplog.records]
-    ready = next(m for m in messages if m.startswith(READY))
-    assert ready.startswith(f"{READY}: relay 00000000000000ab on eth0 (10.0.1.3); mesh crosscast")
-    assert f"peers: {PEER}" in ready
+    line = next(m for m in messages if m.startswith(READY))
+    assert line.startswith(f"{READY}: relay 00000000000000ab on eth0 (10.0.1.3); mesh crosscast")
+    assert f"peers: {PEER}" in line
     assert messages[-1] == "stopping"
     text = rt.metrics_text()
     assert "crosscast_peers 1\n" in text
