@@ -18,7 +18,9 @@ crosscast format (all integers big-endian; the header is 32 bytes)::
          2     1  version       1
          3     1  flags         bit 0: a tag is present; other bits 0 when sent, ignored on receipt
          4     1  kind          1 = FRAME (body is an Ethernet frame), 2 = PROBE (body is b"")
-         5     1  hops          relays this datagram has crossed; at most HOP_LIMIT
+         5     1  hops          relays this datagram has crossed; at most HOP_LIMIT (crosscast
+                                never forwards mesh to mesh, so it sends 0, and its engine
+                                drops what arrives with HOP_LIMIT or more)
          6     2  reserved      0 when sent, ignored on receipt
          8     8  origin        random u64 naming the relay process that first sent the frame
         16     8  seq           per-origin sequence number (SequenceCounter)
@@ -53,7 +55,7 @@ VERSION = 1
 KIND_FRAME = 1  # body = an Ethernet frame to relay
 KIND_PROBE = 2  # body = b"" (segment probe)
 KINDS = frozenset({KIND_FRAME, KIND_PROBE})
-HOP_LIMIT = 4
+HOP_LIMIT = 4  # above it the codec rejects the datagram; at it the engine drops it
 TAG_LEN = 32  # HMAC-SHA256 digest size
 FLAG_TAG = 0x01
 
