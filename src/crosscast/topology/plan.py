@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
+from crosscast.relay import READY
 from crosscast.topology.load import IFNAMSIZ, UPLINK_BRIDGE
 from crosscast.topology.model import MESH, Topology, Vlan, mac_for_name
 from crosscast.topology.render import (
@@ -38,7 +39,6 @@ from crosscast.topology.render import (
 HOST = "host"
 STATE_ROOT = "/run/crosscast"
 RELAY = "crosscast relay"
-RELAY_READY = "ready"  # the relay logs a line with this word once its sockets are open
 RELAY_MESH_PORT = 7124  # the relay's default, spelled out when a rule uses the mesh
 _PREFIX = re.compile(r"^[A-Za-z0-9_.-]*$")
 
@@ -322,18 +322,11 @@ def relay_argv(topology: Topology, layout: Layout) -> tuple[str, ...]:
     return (*argv, "-m", str(RELAY_MESH_PORT)) if uses_mesh else argv
 
 
-def _relay_env_vars() -> tuple[str, ...]:
-    """Every environment variable `crosscast relay` reads: the relay apply starts takes its
-    settings from its command line and rules file only, not from whoever ran apply."""
-    from crosscast.relay import settings
-
-    names = {getattr(a, "env_var", None) for a in settings.build_parser()._actions}
-    return tuple(sorted(n for n in names if n))
-
-
 def _relay_steps(topology: Topology, layout: Layout) -> Plan:
     """The router-mode relay, in the router namespace (netns mode only: on a real host it is
     the router's sidecar container). Without relay rules, one left running is stopped."""
+    from crosscast.relay import settings as relay_settings
+
     if layout.host_ns is None:
         if not topology.relay_rules:
             return []
@@ -370,11 +363,13 @@ def _relay_steps(topology: Topology, layout: Layout) -> Plan:
                     paths["pid"],
                     paths["log"],
                     write_pidfile=True,
-                    ready=RELAY_READY,
+                    ready=READY,
                     program=RELAY,
                     args=args,
                     env=(("PYTHONUNBUFFERED", "1"),),
-                    unset_env=_relay_env_vars(),
+                    # its settings come from its command line and rules file only, not from
+                    # whoever ran apply
+                    unset_env=relay_settings.env_vars(),
                 ),
             ),
         ),
