@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from crosscast.net import netns
+from crosscast.net.frames import mac_to_str
 from crosscast.topology import dhcp
 from crosscast.topology.load import TopologyErrors, load_topology
 from crosscast.topology.model import mac_for_name
@@ -326,7 +327,7 @@ class PacketLink:
             raise UsageError(f"cannot open interface {interface}{where}: {exc.strerror}") from None
         self._sock = sock
         # A bound packet socket's own address is the interface's (sockaddr_ll.sll_addr).
-        self.mac = dhcp.mac_to_str(sock.getsockname()[4][:6])
+        self.mac = mac_to_str(sock.getsockname()[4][:6])
 
     def send(self, frame: bytes) -> None:
         self._sock.send(frame)
@@ -410,17 +411,14 @@ class DhcpClient:
                 if raw is None:
                     break
                 try:
-                    d = dhcp.parse_udp_frame(raw)
-                    if d.dst_port != dhcp.CLIENT_PORT:
-                        raise ValueError("not for a DHCP client")
-                    reply = dhcp.parse_reply(d.payload)
+                    reply, server_mac = dhcp.parse_reply_frame(raw)
                 except ValueError:
                     self.dropped += 1
                     continue
                 if reply.xid != xid or reply.chaddr != self.mac or reply.message_type not in wanted:
                     self.dropped += 1
                     continue
-                return reply, d.src_mac
+                return reply, server_mac
         return None
 
     def _acked(self, reply: dhcp.Reply, server_mac: str) -> Acked:
