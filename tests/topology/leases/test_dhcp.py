@@ -11,7 +11,7 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Packet
 
 from crosscast.net.frames import FrameError, mac_from_str, parse_udp_frame
-from crosscast.topology import dhcp
+from crosscast.topology.leases import dhcp
 
 MAC = "02:11:22:33:44:55"
 SERVER_MAC = "02:aa:bb:cc:dd:ee"
