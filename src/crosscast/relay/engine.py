@@ -31,16 +31,17 @@ from dataclasses import dataclass
 
 from crosscast.net.frames import (
     BROADCAST_MAC,
-    ETH_HLEN,
-    ETH_P_CROSSCAST_PROBE,
     LIMITED_BROADCAST,
     FrameError,
     UdpFrame,
     broadcast_address,
+    build_probe_frame,
     fingerprint,
     is_multicast,
+    is_probe_frame,
     looks_like_directed_broadcast,
     multicast_mac,
+    parse_probe_frame,
     parse_udp_frame,
     rewrite_for_egress,
 )
@@ -63,8 +64,6 @@ PROBE_INTERVAL = 5.0  # seconds between segment probes
 PROBE_HOLD = 3 * PROBE_INTERVAL  # a relay not heard for this long has left the segment
 DUPLICATE_WINDOW = 1.0  # seconds; identical frames inside it are one frame
 DUPLICATE_CAPACITY = 65536  # entries; bounds memory under a flood of distinct frames
-_ETHERTYPE = slice(12, 14)
-_PROBE_ETHERTYPE = ETH_P_CROSSCAST_PROBE.to_bytes(2, "big")
 
 
 class Drop(enum.StrEnum):
@@ -221,7 +220,7 @@ class Relay:
         self.counters["captured", iface] += 1
         if csum_partial:
             self.counters["checksum_completed", iface] += 1
-        if frame[_ETHERTYPE] == _PROBE_ETHERTYPE:
+        if is_probe_frame(frame):
             return self._on_probe(iface, frame, now)
         try:
             f = parse_udp_frame(frame)
@@ -402,13 +401,13 @@ class Relay:
     def _probe(self, iface: str, now: float) -> Emit:
         # The body names our mesh port: relays of another mesh on this segment do not elect us.
         body = self.codec.encode(self._envelope(KIND_PROBE, self.mesh_port.to_bytes(2, "big"), now))
-        mac = self.interfaces[iface].mac
-        return Emit(iface, BROADCAST_MAC + mac + _PROBE_ETHERTYPE + body)
+        return Emit(iface, build_probe_frame(self.interfaces[iface].mac, body))
 
     def _on_probe(self, iface: str, frame: bytes, now: float) -> list[Action]:
         try:
-            env = self.codec.decode(frame[ETH_HLEN:], now)
-        except EnvelopeError:
+            probe = parse_probe_frame(frame)
+            env = self.codec.decode(probe.body, now)
+        except (FrameError, EnvelopeError):
             # The codec's reason is not kept: one label for every undecodable probe.
             return self._drop(Drop.BAD_PROBE, iface)
         if env.kind != KIND_PROBE or env.body[:2] != self.mesh_port.to_bytes(2, "big"):
@@ -416,7 +415,7 @@ class Relay:
         if env.origin == self.relay_id:
             # Two of our own interfaces on one segment: every relayed frame would loop back.
             return self._drop(Drop.OWN_PROBE, iface)
-        mac = frame[6:12]
+        mac = probe.src_mac
         peers = self._segment[iface]
         is_new = env.origin not in peers
         peers[env.origin] = (mac, now)
