@@ -51,7 +51,8 @@ from crosscast.relay.envelope import (
     decode_snowsignal,
     encode_snowsignal,
 )
-from crosscast.relay.rules import MESH, RuleTable
+from crosscast.relay.ruleindex import RuleTable
+from crosscast.relay.rules import MESH
 
 log = logging.getLogger(__name__)
 

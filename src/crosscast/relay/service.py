@@ -30,7 +30,8 @@ from crosscast.relay.engine import Action, Emit, Interface, Relay
 from crosscast.relay.envelope import CrosscastCodec
 from crosscast.relay.mesh import MeshSocket
 from crosscast.relay.peers import Discovery, DnsResolver
-from crosscast.relay.rules import RuleTable, format_rule_table
+from crosscast.relay.ruleindex import RuleTable
+from crosscast.relay.rules import format_rule_table
 
 log = logging.getLogger("crosscast")
 
