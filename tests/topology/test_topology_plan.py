@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from crosscast.cli import main
+from crosscast.relay.rules import parse_rule_text
 from crosscast.topology import apply
 from crosscast.topology.apply import execute, is_done, perform
 from crosscast.topology.load import load_topology
-from crosscast.topology.model import RelayRule, Topology
+from crosscast.topology.model import Topology
 from crosscast.topology.plan import (
     AddNamespace,
     DaemonRunning,
@@ -375,7 +376,7 @@ def test_the_relay_starts_once_the_router_and_its_rules_file_are_there(seeds: To
 def test_a_rule_that_uses_the_mesh_starts_the_relay_with_a_mesh_port(seeds: Topology) -> None:
     meshed = dataclasses.replace(
         seeds,
-        relay_rules=(*seeds.relay_rules, RelayRule("out", "vlan1", ("mesh",), ports=("5076",))),
+        relay_rules=(*seeds.relay_rules, parse_rule_text("out from vlan1 to mesh port 5076", "t")),
     )
     start = _relay_step(plan_apply(meshed, layout_for(meshed, "p-"))).actions[1]
     assert isinstance(start, StartDaemon)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 import yaml
@@ -124,7 +124,7 @@ def _raise_if(problems: Sequence[str]) -> None:
 # --- small value helpers ----------------------------------------------------------------------
 
 
-class _Problem(Exception):
+class _Problem(ValueError):
     """A message about one value, raised by the item parsers and prefixed by their caller."""
 
 
@@ -186,6 +186,14 @@ def _parse_group_item(item: object) -> int:
         return int(ipaddress.IPv4Address(item.strip()))
     except ValueError:
         raise _Problem(f"group '{item}' is not an IPv4 address") from None
+
+
+def _parse_group_port_item(item: object) -> tuple[int, tuple[PortRange, ...]]:
+    """A group, or GROUP:PORT (the topology file's spelling): the port joins the rule's."""
+    if isinstance(item, str) and ":" in item:
+        group, _, port = item.partition(":")
+        return _parse_group_item(group), (_parse_port_item(port),)
+    return _parse_group_item(item), ()
 
 
 def _parse_cidr_item(item: object, key: str) -> tuple[int, int]:
@@ -375,7 +383,9 @@ def _parse_line(text: str, origin: str, problems: list[str]) -> Rule | None:
                 elif kw == "port":
                     ports.append(_parse_port_item(item))
                 elif kw == "group":
-                    groups.append(_parse_group_item(item))
+                    group, port = _parse_group_port_item(item)
+                    groups.append(group)
+                    ports.extend(port)
                 elif kw == "allow":
                     allow.append(_parse_cidr_item(item, "allow"))
                 else:
@@ -386,7 +396,7 @@ def _parse_line(text: str, origin: str, problems: list[str]) -> Rule | None:
         problems.append(f"{where}missing 'from IFACE'")
     if "to" not in seen:
         problems.append(f"{where}missing 'to IFACE[,IFACE...]'")
-    if "port" not in seen:
+    if "port" not in seen and not ports:  # a group's own port counts (GROUP:PORT)
         problems.append(f"{where}missing 'port P[,LO-HI...]'")
     if len(problems) > before:
         return None
@@ -433,6 +443,7 @@ def parse_rule_text(text: str, origin: str) -> Rule:
     [broadcast] [allow CIDR[,...]] [deny CIDR[,...]]` (keywords in any order after NAME).
 
     Broadcast is on when no group is given; with groups, only if the `broadcast` word is there.
+    A group may carry its port (G:PORT), which joins the rule's ports; `port` may then go.
     """
     problems: list[str] = []
     rule = _parse_line(text, origin, problems)
@@ -482,38 +493,52 @@ _at = yamlfile.where
 def _load_root(
     root: yaml.MappingNode, filename: str, loader: yamlfile.Constructor
 ) -> tuple[Rule, ...]:
-    problems: list[str] = []
+    problems = yamlfile.Problems(filename)
     rules_node: yaml.Node | None = None
     for key_node, value_node in root.value:
         key = loader.value(key_node, problems)
         if key == "rules":
             if rules_node is not None:
-                problems.append(f"{_at(filename, key_node)}: 'rules' is given twice")
+                problems.add(key_node, "'rules' is given twice")
             rules_node = value_node
         else:
-            problems.append(
-                f"{_at(filename, key_node)}: unknown top-level key {key!r} (expected 'rules')"
-            )
+            problems.add(key_node, f"unknown top-level key {key!r} (expected 'rules')")
     rules: list[Rule] = []
     if rules_node is None:
-        problems.append(f"{_at(filename, root)}: no 'rules:' list")
+        problems.add(root, "no 'rules:' list")
     elif isinstance(rules_node, yaml.SequenceNode):
         for item in rules_node.value:
-            rule = _load_rule(item, filename, loader, problems)
+            rule = rule_from_node(item, loader, problems)
             if rule is not None:
                 rules.append(rule)
     elif not yamlfile.is_null(rules_node):
-        problems.append(f"{_at(filename, rules_node)}: 'rules' must be a list of rules")
-    _raise_if(problems)
+        problems.add(rules_node, "'rules' must be a list of rules")
+    _raise_if(problems.lines())
     return tuple(rules)
 
 
-def _load_rule(
-    node: yaml.Node, filename: str, loader: yamlfile.Constructor, problems: list[str]
+def parse_interface(value: object) -> str:
+    """A rule end in the relay's own files: an interface name (or "mesh"); raises ValueError."""
+    return _parse_iface_item(value)
+
+
+def rule_from_node(
+    node: yaml.Node,
+    loader: yamlfile.Constructor,
+    problems: yamlfile.Problems,
+    *,
+    endpoint: Callable[[object], str] = parse_interface,
 ) -> Rule | None:
-    origin = _at(filename, node)
+    """One rule mapping of a YAML file, checked on its own; None (and problems) if it is bad.
+
+    The relay's rule file and the topology file both read their rules here. `endpoint` checks
+    a `from`/`to` value: an interface name for the relay, a VLAN name for the topology (which
+    maps VLANs to the router's interfaces when it renders the relay's file). A group may carry
+    its port ("233.54.12.234:22001"), which joins the rule's ports.
+    """
+    origin = yamlfile.where(loader.filename, node)
     if not isinstance(node, yaml.MappingNode):
-        problems.append(f"{origin}: each rule must be a mapping (name:, from:, to:, ports:)")
+        problems.add(node, "each rule must be a mapping (name:, from:, to:, ports:)")
         return None
     before = len(problems)
     keys: dict[str, tuple[yaml.Node, yaml.Node]] = {}
@@ -524,18 +549,16 @@ def _load_rule(
             also = (
                 f" (did you mean '{hint[0]}'?)" if hint else f" (expected {', '.join(_YAML_KEYS)})"
             )
-            problems.append(f"{_at(filename, key_node)}: unknown key {key!r}{also}")
+            problems.add(key_node, f"unknown key {key!r}{also}")
         elif key in keys:
             first = yamlfile.position(keys[key][0])[0]
-            problems.append(
-                f"{_at(filename, key_node)}: '{key}' is given twice (first on line {first})"
-            )
+            problems.add(key_node, f"'{key}' is given twice (first on line {first})")
         else:
             keys[key] = (key_node, value_node)
 
     name: str | None = None
     if "name" not in keys:
-        problems.append(f"{origin}: rule has no 'name'")
+        problems.add(node, "rule has no 'name'")
     else:
         value_node = keys["name"][1]
         value = loader.value(value_node, problems)
@@ -545,10 +568,8 @@ def _load_rule(
             _check_name(value)
             name = value
         except _Problem as e:
-            problems.append(f"{_at(filename, value_node)}: {e}")
-
-    def at(n: yaml.Node) -> str:
-        return _where(f"{_at(filename, n)}", name)
+            problems.add(value_node, str(e))
+    named = _where("", name)
 
     def items(key: str) -> list[tuple[yaml.Node, object]]:
         value_node = keys[key][1]
@@ -566,19 +587,16 @@ def _load_rule(
 
     ingress = ""
     if "from" not in keys:
-        problems.append(f"{_where(origin, name)}missing 'from'")
+        problems.add(node, f"{named}missing 'from'")
     else:
         value_node = keys["from"][1]
         value = loader.value(value_node, problems)
         try:
-            ingress = _parse_iface_item(value)
-        except _Problem as e:
-            problems.append(f"{at(value_node)}'from': {e}")
-    problems.extend(
-        f"{_where(origin, name)}missing '{required}'"
-        for required in ("to", "ports")
-        if required not in keys
-    )
+            ingress = endpoint(value)
+        except ValueError as e:
+            problems.add(value_node, f"{named}'from': {e}")
+    if "to" not in keys:
+        problems.add(node, f"{named}missing 'to'")
 
     egress: list[str] = []
     ports: list[PortRange] = []
@@ -591,17 +609,21 @@ def _load_rule(
         for item_node, value in items(key):
             try:
                 if key == "to":
-                    egress.append(_parse_iface_item(value))
+                    egress.append(endpoint(value))
                 elif key == "ports":
                     ports.append(_parse_port_item(value))
                 elif key == "groups":
-                    groups.append(_parse_group_item(value))
+                    group, port = _parse_group_port_item(value)
+                    groups.append(group)
+                    ports.extend(port)
                 elif key == "allow":
                     allow.append(_parse_cidr_item(value, "allow"))
                 else:
                     deny.append(_parse_cidr_item(value, "deny"))
-            except _Problem as e:
-                problems.append(f"{at(item_node)}{e}")
+            except ValueError as e:
+                problems.add(item_node, f"{named}{e}")
+    if "ports" not in keys and not ports:
+        problems.add(node, f"{named}missing 'ports'")
 
     broadcast: bool | None = None
     if "broadcast" in keys:
@@ -610,14 +632,13 @@ def _load_rule(
         if isinstance(value, bool):
             broadcast = value
         else:
-            problems.append(f"{at(value_node)}'broadcast' must be true or false, not {value!r}")
+            problems.add(value_node, f"{named}'broadcast' must be true or false, not {value!r}")
 
     if len(problems) > before or name is None:
         return None
     rule = _make_rule(name, ingress, egress, ports, groups, broadcast, allow, deny, origin)
     for key, message in _rule_problems(rule):
-        where_node = keys[key][0] if key is not None and key in keys else node
-        problems.append(f"{at(where_node)}{message}")
+        problems.add(keys[key][0] if key is not None and key in keys else node, named + message)
     return rule if len(problems) == before else None
 
 
@@ -677,3 +698,23 @@ def format_rule_table(rules: Sequence[Rule]) -> str:
     if not rules:
         lines.append("(no rules: nothing is relayed)")
     return "\n".join(lines) + "\n"
+
+
+def format_rules_yaml(rules: Sequence[Rule]) -> str:
+    """The rule file that `load_rules_yaml` reads back as these rules, every key spelled out."""
+    data = {
+        "rules": [
+            {
+                "name": rule.name,
+                "from": rule.ingress,
+                "to": list(rule.egress),
+                "ports": [r.first if r.first == r.last else str(r) for r in rule.ports],
+                "groups": [ip_to_str(g) for g in rule.groups],
+                "broadcast": rule.broadcast,
+                "allow": [_cidr_to_str(n) for n in rule.allow],
+                "deny": [_cidr_to_str(n) for n in rule.deny],
+            }
+            for rule in rules
+        ]
+    }
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)

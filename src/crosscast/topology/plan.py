@@ -317,7 +317,7 @@ def relay_identity(layout: Layout) -> tuple[str, ...]:
 
 def relay_argv(topology: Topology, layout: Layout) -> tuple[str, ...]:
     argv = (sys.executable, "-m", *relay_identity(layout), "-ll", "info")
-    uses_mesh = any(MESH in (r.source, *r.destinations) for r in topology.relay_rules)
+    uses_mesh = any(MESH in (r.ingress, *r.egress) for r in topology.relay_rules)
     # With no peer named, a relay that uses the mesh talks to itself: harmless, and simple.
     return (*argv, "-m", str(RELAY_MESH_PORT)) if uses_mesh else argv
 

@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import TextIO
 
 from crosscast.net import netns
-from crosscast.topology.model import RelayRule, Topology
+from crosscast.relay.rules import Rule
+from crosscast.topology.model import Topology
 
 IPv4 = ipaddress.IPv4Address
 
@@ -123,7 +124,7 @@ def layout_of(topology: Topology) -> Layout:
     )
     rules = topology.relay_rules
     ports = [p for r in rules for p in _rule_ports(r)]
-    groups = {_rule_group(g) for r in rules for g in r.groups}
+    groups = {IPv4(g) for r in rules for g in r.groups}
     quiet_port = QUIET_PORT
     while quiet_port == GROUP_PORT or any(lo <= quiet_port <= hi for lo, hi in ports):
         quiet_port += 1
@@ -140,18 +141,14 @@ def layout_of(topology: Topology) -> Layout:
     )
 
 
-def _rule_ports(rule: RelayRule) -> list[tuple[int, int]]:
-    """The port ranges a relay rule matches: its ports, and its groups' own ports (the relay
-    matches every port of a rule on every group of it, see render_relay_rules)."""
-    ranges = []
-    for p in [*rule.ports, *(g.partition(":")[2] for g in rule.groups if ":" in g)]:
-        lo, _, hi = p.partition("-")
-        ranges.append((int(lo), int(hi or lo)))
-    return ranges
+def _rule_ports(rule: Rule) -> list[tuple[int, int]]:
+    """The port ranges a relay rule matches (a group's own port is among them: the relay
+    matches every port of a rule on every group of it)."""
+    return [(r.first, r.last) for r in rule.ports]
 
 
-def _rule_group(group: str) -> IPv4:
-    return IPv4(group.partition(":")[0])
+def _networks(nets: Iterable[tuple[int, int]]) -> tuple[ipaddress.IPv4Network, ...]:
+    return tuple(ipaddress.IPv4Network(net) for net in nets)
 
 
 # --- the reachability matrix -------------------------------------------------------------------
@@ -351,14 +348,12 @@ def crossings_of_relay_rules(topology: Topology) -> list[Crossing]:
         kinds = []
         if rule.broadcast and any(lo <= BROADCAST_PORT <= hi for lo, hi in ports):
             kinds.append("broadcast")
-        if any(_rule_group(g) == GROUP for g in rule.groups) and any(
-            lo <= GROUP_PORT <= hi for lo, hi in ports
-        ):
+        if int(GROUP) in rule.groups and any(lo <= GROUP_PORT <= hi for lo, hi in ports):
             kinds.append("multicast")
         found += [
-            Crossing(kind, rule.source, d, rule.allow, rule.deny, rule.name)
+            Crossing(kind, rule.ingress, d, _networks(rule.allow), _networks(rule.deny), rule.name)
             for kind in kinds
-            for d in rule.destinations
+            for d in rule.egress
         ]
     return found
 
