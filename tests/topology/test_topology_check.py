@@ -6,8 +6,6 @@ comments give them) and the exact messages expected.
 
 from __future__ import annotations
 
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -388,29 +386,20 @@ def test_empty_file_is_reported() -> None:
     assert caught.value.problems == ["e.yaml:1:1: the file is empty"]
 
 
-def test_verify_without_run_verify_says_not_available(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setitem(sys.modules, "crosscast.topology.verify", types.ModuleType("verify"))
-    assert main(["topology", "verify", str(ROOT / "examples" / "topology-seeds.yaml")]) == 2
-    assert "verify: not available yet" in capsys.readouterr().err
-
-
-def test_verify_hands_the_topology_and_prefix_to_run_verify(
+def test_verify_without_a_prefix_hands_the_topology_to_run_verify(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from crosscast.topology import verify
+
     calls: list[tuple[str, str | None]] = []
 
     def run_verify(topology: Topology, netns_prefix: str | None = None) -> int:
         calls.append((topology.name, netns_prefix))
         return 1
 
-    fake = types.ModuleType("verify")
-    fake.run_verify = run_verify  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "crosscast.topology.verify", fake)
-    seeds = str(ROOT / "examples" / "topology-seeds.yaml")
-    assert main(["topology", "verify", seeds, "--netns-prefix", "p-"]) == 1
-    assert calls == [("seeds", "p-")]
+    monkeypatch.setattr(verify, "run_verify", run_verify)
+    assert main(["topology", "verify", str(ROOT / "examples" / "topology-seeds.yaml")]) == 1
+    assert calls == [("seeds", None)]
 
 
 def test_verify_expects_what_the_relay_expectation_says(monkeypatch: pytest.MonkeyPatch) -> None:
