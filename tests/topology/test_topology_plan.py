@@ -73,6 +73,14 @@ def test_netns_layout_names_namespaces_prefix_plus_name(seeds: Topology) -> None
     assert layout.state_dir == "/run/crosscast/p-"
 
 
+@pytest.mark.parametrize("prefix", ["p-", None])
+def test_plan_has_each_step_once(seeds: Topology, prefix: str | None, tmp_path: Path) -> None:
+    # plan_apply is put together from named parts; none may repeat another's step.
+    plan = plan_apply(seeds, layout_for(seeds, prefix, state_root=str(tmp_path)))
+    steps = [s.description for s in plan if isinstance(s, Step)]
+    assert len(steps) == len(set(steps))
+
+
 def test_netns_plan_creates_every_namespace_it_destroys(seeds: Topology) -> None:
     layout = layout_for(seeds, "p-")
     created = {

@@ -610,27 +610,6 @@ def _router_link_steps(topology: Topology, layout: Layout) -> Plan:
         )
     else:
         plan += _macvlan_uplink_steps(topology, layout)
-    plan.append(
-        Step(
-            f"{router.name} default route via {up.gateway}",
-            DefaultRoute(router_ns, str(up.gateway)),
-            (
-                Run(
-                    (
-                        "ip",
-                        "route",
-                        "replace",
-                        "default",
-                        "via",
-                        str(up.gateway),
-                        "dev",
-                        up.router_interface,
-                    ),
-                    router_ns,
-                ),
-            ),
-        )
-    )
     return plan
 
 
