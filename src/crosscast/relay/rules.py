@@ -19,7 +19,7 @@ import difflib
 import ipaddress
 import re
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import yaml
 
@@ -341,11 +341,7 @@ def _parse_line(text: str, origin: str, problems: list[str]) -> Rule | None:
         return None
 
     ingress: str | None = None
-    egress: list[str] = []
-    ports: list[PortRange] = []
-    groups: list[int] = []
-    allow: list[tuple[int, int]] = []
-    deny: list[tuple[int, int]] = []
+    lists = _Lists()
     broadcast_word = False
     seen: set[str] = set()
     before = len(problems)
@@ -378,33 +374,63 @@ def _parse_line(text: str, origin: str, problems: list[str]) -> Rule | None:
                         raise _Problem(f"'from {value}': a rule has exactly one ingress")
                     ingress = _parse_iface_item(item)
                     break
-                if kw == "to":
-                    egress.append(_parse_iface_item(item))
-                elif kw == "port":
-                    ports.append(_parse_port_item(item))
-                elif kw == "group":
-                    group, port = _parse_group_port_item(item)
-                    groups.append(group)
-                    ports.extend(port)
-                elif kw == "allow":
-                    allow.append(_parse_cidr_item(item, "allow"))
-                else:
-                    deny.append(_parse_cidr_item(item, "deny"))
+                lists.add(_YAML_KEY_OF.get(kw, kw), item, _parse_iface_item)
             except _Problem as e:
                 problems.append(f"{where}{e}")
     if ingress is None and "from" not in seen:
         problems.append(f"{where}missing 'from IFACE'")
     if "to" not in seen:
         problems.append(f"{where}missing 'to IFACE[,IFACE...]'")
-    if "port" not in seen and not ports:  # a group's own port counts (GROUP:PORT)
+    if "port" not in seen and not lists.ports:  # a group's own port counts (GROUP:PORT)
         problems.append(f"{where}missing 'port P[,LO-HI...]'")
     if len(problems) > before:
         return None
-    rule = _make_rule(
-        name, ingress or "", egress, ports, groups, broadcast_word or None, allow, deny, origin
-    )
+    rule = lists.rule(name, ingress or "", broadcast_word or None, origin)
     problems.extend(where + message for _, message in _rule_problems(rule))
     return rule if len(problems) == before else None
+
+
+# The one-line keywords that differ from the YAML keys (one-line takes the plural too).
+_YAML_KEY_OF = {"port": "ports", "group": "groups"}
+
+
+@dataclass
+class _Lists:
+    """The list values of one rule while it is parsed, in either syntax."""
+
+    egress: list[str] = field(default_factory=list)
+    ports: list[PortRange] = field(default_factory=list)
+    groups: list[int] = field(default_factory=list)
+    allow: list[tuple[int, int]] = field(default_factory=list)
+    deny: list[tuple[int, int]] = field(default_factory=list)
+
+    def add(self, key: str, item: object, endpoint: Callable[[object], str]) -> None:
+        """One item of `key` (to, ports, groups, allow, deny); raises ValueError."""
+        if key == "to":
+            self.egress.append(endpoint(item))
+        elif key == "ports":
+            self.ports.append(_parse_port_item(item))
+        elif key == "groups":
+            group, port = _parse_group_port_item(item)
+            self.groups.append(group)
+            self.ports.extend(port)
+        elif key == "allow":
+            self.allow.append(_parse_cidr_item(item, "allow"))
+        else:
+            self.deny.append(_parse_cidr_item(item, "deny"))
+
+    def rule(self, name: str, ingress: str, broadcast: bool | None, origin: str) -> Rule:
+        return _make_rule(
+            name,
+            ingress,
+            self.egress,
+            self.ports,
+            self.groups,
+            broadcast,
+            self.allow,
+            self.deny,
+            origin,
+        )
 
 
 def _make_rule(
@@ -598,31 +624,16 @@ def rule_from_node(
     if "to" not in keys:
         problems.add(node, f"{named}missing 'to'")
 
-    egress: list[str] = []
-    ports: list[PortRange] = []
-    groups: list[int] = []
-    allow: list[tuple[int, int]] = []
-    deny: list[tuple[int, int]] = []
+    lists = _Lists()
     for key in ("to", "ports", "groups", "allow", "deny"):
         if key not in keys:
             continue
         for item_node, value in items(key):
             try:
-                if key == "to":
-                    egress.append(endpoint(value))
-                elif key == "ports":
-                    ports.append(_parse_port_item(value))
-                elif key == "groups":
-                    group, port = _parse_group_port_item(value)
-                    groups.append(group)
-                    ports.extend(port)
-                elif key == "allow":
-                    allow.append(_parse_cidr_item(value, "allow"))
-                else:
-                    deny.append(_parse_cidr_item(value, "deny"))
+                lists.add(key, value, endpoint)
             except ValueError as e:
                 problems.add(item_node, f"{named}{e}")
-    if "ports" not in keys and not ports:
+    if "ports" not in keys and not lists.ports:
         problems.add(node, f"{named}missing 'ports'")
 
     broadcast: bool | None = None
@@ -636,7 +647,7 @@ def rule_from_node(
 
     if len(problems) > before or name is None:
         return None
-    rule = _make_rule(name, ingress, egress, ports, groups, broadcast, allow, deny, origin)
+    rule = lists.rule(name, ingress, broadcast, origin)
     for key, message in _rule_problems(rule):
         problems.add(keys[key][0] if key is not None and key in keys else node, named + message)
     return rule if len(problems) == before else None
