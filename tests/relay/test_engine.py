@@ -33,7 +33,8 @@ from crosscast.relay.envelope import (
     Envelope,
     encode_snowsignal,
 )
-from crosscast.relay.rules import RuleTable, parse_rules_text, snowsignal_rules
+from crosscast.relay.ruleindex import RuleTable
+from crosscast.relay.rules import parse_rules_text, snowsignal_rules
 
 NOW = 1_800_000_000.0
 SENDER_MAC = mac_from_str("02:00:00:00:01:0b")

@@ -58,7 +58,8 @@ from crosscast.relay.envelope import (
     decode_snowsignal,
     encode_snowsignal,
 )
-from crosscast.relay.rules import MESH, RuleTable
+from crosscast.relay.ruleindex import RuleTable
+from crosscast.relay.rules import MESH
 
 PROBE_INTERVAL = 5.0  # seconds between segment probes
 PROBE_HOLD = 3 * PROBE_INTERVAL  # a relay not heard for this long has left the segment

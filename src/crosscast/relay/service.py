@@ -32,7 +32,8 @@ from crosscast.relay.discovery import Discovery
 from crosscast.relay.engine import Action, Drop, Dropped, Emit, Interface, Relay, RelayJoined
 from crosscast.relay.envelope import CrosscastCodec
 from crosscast.relay.host import CapturePort, Host, MeshPort, SystemHost
-from crosscast.relay.rules import RuleTable, format_rule_table
+from crosscast.relay.ruleindex import RuleTable
+from crosscast.relay.rules import format_rule_table
 
 log = logging.getLogger("crosscast")
 
