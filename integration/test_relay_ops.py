@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from crosscast import lab
 from crosscast.net import netns
@@ -49,15 +50,26 @@ def http_get(ns: str, path: str) -> tuple[int, str]:
     return int(status), body
 
 
+def value(page: str, name: str, **labels: str) -> float | None:
+    """One sample of a /metrics page as prometheus_client's parser reads it (None: absent)."""
+    for family in text_string_to_metric_families(page):
+        for s in family.samples:
+            if s.name == name and s.labels == labels:
+                return float(s.value)
+    return None
+
+
 def test_metrics_count_what_was_relayed_and_dropped(vlans: lab.RoutedVlans, procs: Procs) -> None:
     relay_pair(vlans, procs)
     assert crosses(vlans, b"counted")
     lab.send_udp(vlans.hosts[1][0].ns, vlans.relays[1].ip, PORT, b"unicast is not captured")
     status, body = http_get(vlans.relays[1].ns, "/metrics")
     assert status == 200
-    assert 'crosscast_rule_matches_total{rule="snowsignal-out"} 1' in body
-    assert f'crosscast_mesh_sent_total{{peer="{vlans.relays[2].ip}"}} 1' in body
-    assert "crosscast_peers 1" in body
+    assert value(body, "crosscast_relayed_frames_total", rule="snowsignal-out") == 1
+    assert value(body, "crosscast_mesh_sent_datagrams_total", peer=vlans.relays[2].ip) == 1
+    assert value(body, "crosscast_peers") == 1
+    assert value(body, "crosscast_up") == 1
+    assert value(body, "process_open_fds") is not None
 
 
 def test_healthz_and_status_report_a_healthy_relay(vlans: lab.RoutedVlans, procs: Procs) -> None:
@@ -117,7 +129,7 @@ def test_partial_checksum_of_a_same_host_sender_is_completed(
     relay_pair(vlans, procs)
     assert crosses(vlans, b"partial checksum")
     _, body = http_get(vlans.relays[1].ns, "/metrics")
-    assert 'crosscast_checksum_completed_total{interface="eth0"} 1' in body
+    assert value(body, "crosscast_checksum_completed_frames_total", interface="eth0") == 1
 
 
 def test_metrics_page_is_served_only_on_loopback_by_default(

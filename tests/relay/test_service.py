@@ -319,12 +319,12 @@ def test_serve_says_ready_relays_what_arrives_and_stops_cleanly(
     assert f"peers: {PEER}" in line
     assert messages[-1] == "stopping"
     text = rt.metrics_text()
-    assert "crosscast_peers 1\n" in text
-    assert 'crosscast_captured_frames_total{interface="eth0"} 1' in text
+    assert "crosscast_peers 1.0\n" in text
+    assert 'crosscast_captured_frames_total{interface="eth0"} 1.0' in text
 
 
 def test_every_counter_the_service_keeps_has_a_metric() -> None:
-    # A counter key without an entry in metrics.METRICS would never be exported.
+    # A counter key without an entry in metrics.COUNTERS would never be exported.
     rt = with_peers(runtime(*MESH_RELAY))
     assert rt.mesh is not None
     rt.mesh.queued += [  # type: ignore[attr-defined]
@@ -336,5 +336,24 @@ def test_every_counter_the_service_keeps_has_a_metric() -> None:
     rt.ports["eth0"].queued.append((frame(), True))  # type: ignore[attr-defined]
     rt.on_port_readable(rt.ports["eth0"])
     keys = {k[0] for source in (rt.counters, rt.relay.counters, rt.mesh.counters) for k in source}
-    assert keys <= set(metrics.METRICS)
+    assert keys <= {*metrics.COUNTERS, "dropped"}
     assert {"captured", "checksum_completed", "emitted", "dropped", "rule", "mesh_received"} <= keys
+
+
+def test_a_peer_is_heard_when_its_datagram_arrives_and_its_age_is_exported() -> None:
+    now = [NOW]
+    rt = service.Runtime(settings(*MESH_RELAY), host(), relay_id=1, clock=lambda: now[0])
+    with_peers(rt)
+    assert rt.snapshot().peers == {PEER: None}
+    assert rt.mesh is not None
+    rt.mesh.queued.append((encode_snowsignal(frame()), PEER))  # type: ignore[attr-defined]
+    rt.on_mesh_readable()
+    now[0] += 2.5
+    assert rt.snapshot().peers == {PEER: 2.5}
+    assert f'crosscast_peer_last_heard_seconds{{peer="{PEER}"}} 2.5\n' in rt.metrics_text()
+
+
+def test_a_runtime_with_a_task_down_scrapes_up_0() -> None:
+    rt = runtime(*ROUTER)
+    rt.down.add("capture eth2")
+    assert "\ncrosscast_up 0.0\n" in rt.metrics_text()

@@ -79,6 +79,7 @@ class Runtime:
         self.ports: dict[str, CapturePort] = {}
         self.mesh: MeshPort | None = None
         self.down: set[str] = set()  # tasks or sockets not running: health fails while non-empty
+        self.heard: dict[str, float] = {}  # peer -> when a datagram last came from it
         self._warned: set[Drop] = set()  # drop reasons logged at warning once already
         interfaces = {name: host.read_interface(name) for name in settings.interfaces}
         self.relay = Relay(
@@ -106,6 +107,7 @@ class Runtime:
         except BaseException:
             self.close()
             raise
+        self._registry = metrics.registry(self.snapshot)
 
     def _open_port(self, iface: Interface) -> CapturePort:
         ports, groups = self.table.capture_needs(iface.name)
@@ -196,6 +198,7 @@ class Runtime:
                 self.counters["dropped", Drop.NOT_PEER] += 1
                 self._log_drop(Drop.NOT_PEER, host)
                 continue
+            self.heard[host] = now
             try:
                 self._execute(self.relay.on_mesh(data, now, from_self=host in self.own))
             except Exception:  # noqa: BLE001 -- a datagram must never kill the relay; counted
@@ -279,15 +282,20 @@ class Runtime:
             return False, "not running: " + ", ".join(sorted(self.down))
         return True, "ok"
 
-    def metrics_text(self) -> str:
-        sources = [self.counters, self.relay.counters]
+    def snapshot(self) -> metrics.Snapshot:
+        """What /metrics exports, copied from the counters only when it is scraped."""
+        counters: Counter[tuple[str, ...]] = Counter(self.counters)
+        counters.update(self.relay.counters)
         if self.mesh is not None:
-            sources.append(self.mesh.counters)
-        gauges = {
-            "crosscast_peers": float(len(self.discovery.peers)),
-            "crosscast_up": 1.0 if not self.down else 0.0,
+            counters.update(self.mesh.counters)
+        now = self.clock()
+        peers = {
+            p: (now - self.heard[p]) if p in self.heard else None for p in self.discovery.peers
         }
-        return metrics.render(sources, gauges)
+        return metrics.Snapshot(counters, up=not self.down, peers=peers)
+
+    def metrics_text(self) -> str:
+        return metrics.exposition(self._registry)
 
     async def serve(self, stop: asyncio.Event | None = None) -> None:
         """Run until SIGTERM/SIGINT (or until `stop` is set, for tests)."""
