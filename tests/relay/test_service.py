@@ -4,9 +4,11 @@ arrives, what it logs and counts, and how it starts, fails and stops. No root, n
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import pytest
 
@@ -357,3 +359,67 @@ def test_a_runtime_with_a_task_down_scrapes_up_0() -> None:
     rt = runtime(*ROUTER)
     rt.down.add("capture eth2")
     assert "\ncrosscast_up 0.0\n" in rt.metrics_text()
+
+
+# -- --check --format json ----------------------------------------------------------------------
+
+
+def check_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any]]:
+    status = service.main([*argv, "--check", "--format", "json"], environ={}, host=host())
+    out, err = capsys.readouterr()
+    assert err == ""
+    report: dict[str, Any] = json.loads(out)
+    return status, report
+
+
+def assert_check_shape(report: dict[str, Any]) -> None:
+    assert set(report) == {"ok", "problems", "settings", "rules"}
+    assert isinstance(report["ok"], bool)
+    assert all(isinstance(p, str) for p in report["problems"])
+    for value in report["settings"].values():
+        assert set(value) == {"value", "origin"}
+        assert all(isinstance(v, str) for v in value.values())
+    rule_keys = {"name", "from", "to", "ports", "groups", "broadcast", "allow", "deny", "origin"}
+    for rule in report["rules"]:
+        assert set(rule) == rule_keys
+
+
+def test_check_json_has_settings_with_origins_and_rules(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, report = check_json(capsys, "--rule", "gps from eth0 to eth2 port 10110", "-m", "7200")
+    assert status == 0
+    assert_check_shape(report)
+    assert (report["ok"], report["problems"]) == (True, [])
+    assert report["settings"]["mesh port"] == {"value": "7200", "origin": "command line"}
+    assert report["settings"]["log level"] == {"value": "info", "origin": "default"}
+    assert report["rules"] == [
+        {
+            "name": "gps",
+            "from": "eth0",
+            "to": ["eth2"],
+            "ports": [10110],
+            "groups": [],
+            "broadcast": True,
+            "allow": [],
+            "deny": [],
+            "origin": "--rule #1",
+        }
+    ]
+
+
+def test_check_json_reports_problems_with_status_2(capsys: pytest.CaptureFixture[str]) -> None:
+    status, report = check_json(capsys, "-t", "eth9")
+    assert status == 2
+    assert_check_shape(report)
+    assert report["ok"] is False
+    assert len(report["problems"]) == 1
+    assert "interface 'eth9' does not exist" in report["problems"][0]
+    assert (report["settings"], report["rules"]) == ({}, [])
+
+
+def test_check_json_reports_a_flag_syntax_error_too(capsys: pytest.CaptureFixture[str]) -> None:
+    status, report = check_json(capsys, "--mesh-port", "x")
+    assert status == 2
+    assert report["ok"] is False
+    assert "--mesh-port" in report["problems"][0]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import json
 import logging
 import os
 import secrets
@@ -22,6 +23,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 from crosscast.net.bpf import CaptureSpec, capture_program
 from crosscast.net.frames import LIMITED_BROADCAST
@@ -33,7 +35,7 @@ from crosscast.relay.engine import Action, Drop, Dropped, Emit, Interface, Relay
 from crosscast.relay.envelope import CrosscastCodec
 from crosscast.relay.host import CapturePort, Host, MeshPort, SystemHost
 from crosscast.relay.ruleindex import RuleTable
-from crosscast.relay.rules import format_rule_table
+from crosscast.relay.rules import format_rule_table, rule_to_dict
 
 log = logging.getLogger("crosscast")
 
@@ -353,9 +355,31 @@ def _configure_logging(level: str) -> None:
     )
 
 
+def check_report(
+    settings: config.RelaySettings | None, problems: Sequence[str] = ()
+) -> dict[str, Any]:
+    """--check --format json: one object (its shape is documented in the README, "JSON
+    output"). `settings` is None when they could not be loaded; `problems` say why."""
+    return {
+        "ok": not problems,
+        "problems": list(problems),
+        "settings": {
+            name: {"value": value, "origin": origin}
+            for name, value, origin in (config.setting_rows(settings) if settings else ())
+        },
+        "rules": [
+            {**rule_to_dict(rule), "origin": rule.origin or None}
+            for rule in (settings.rules if settings else ())
+        ],
+    }
+
+
 def check(settings: config.RelaySettings) -> int:
     """--check: the effective settings with their origins and the rule table (the settings
     were loaded with this host's interfaces, so every problem was reported already)."""
+    if settings.output_format == "json":
+        print(json.dumps(check_report(settings), indent=2))
+        return 0
     print("settings:")
     for line in config.describe(settings):
         print(f"  {line}")
@@ -364,6 +388,13 @@ def check(settings: config.RelaySettings) -> int:
         print(f"  {line}")
     print("configuration ok")
     return 0
+
+
+def _asks_json(argv: Sequence[str]) -> bool:
+    """Whether argv asks for --format json, read before (and so whether or not) the settings
+    load, because their problems are reported in that format too."""
+    pairs = zip(argv, [*argv[1:], ""], strict=True)
+    return any(a == "--format=json" or (a, b) == ("--format", "json") for a, b in pairs)
 
 
 def main(
@@ -378,6 +409,9 @@ def main(
     try:
         settings = config.load(argv, environ, interfaces=present)
     except config.SettingsError as e:
+        if "--check" in argv and _asks_json(argv):
+            print(json.dumps(check_report(None, e.problems), indent=2))
+            return 2
         for problem in e.problems:
             print(f"crosscast relay: {problem}", file=sys.stderr)
         return 2

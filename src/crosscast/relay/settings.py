@@ -30,6 +30,7 @@ from crosscast.relay.rules import (
 )
 
 MESH_FORMATS = ("crosscast", "snowsignal")
+OUTPUT_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 DEFAULT_RCVBUF = 4 * 1024 * 1024  # bytes; a burst of ~2,800 full-size frames per socket
 
@@ -57,6 +58,7 @@ class RelaySettings:
     rcvbuf: int = DEFAULT_RCVBUF
     event_loop: str = "auto"
     check: bool = False
+    output_format: str = "text"  # of --check
     sources: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -260,6 +262,14 @@ def build_parser() -> _Parser:
         action="store_true",
         help="validate the configuration, print the rule table and exit",
     )
+    p.option(
+        ops,
+        "--format",
+        dest="output_format",
+        choices=OUTPUT_FORMATS,
+        default="text",
+        help="what --check prints: text (default) or one JSON object for scripts",
+    )
     return p
 
 
@@ -364,6 +374,7 @@ def load(
         rcvbuf=ns.rcvbuf,
         event_loop=ns.event_loop,
         check=ns.check,
+        output_format=ns.output_format,
         sources=_sources(parser, argv),
     )
     if rules:
@@ -379,15 +390,15 @@ def load(
     return settings
 
 
-def describe(settings: RelaySettings) -> list[str]:
-    """The effective settings, one per line, with where each came from (for logs and --check)."""
+def setting_rows(settings: RelaySettings) -> list[tuple[str, str, str]]:
+    """The effective settings as (name, value, where it came from), in a stable order."""
 
     def src(dest: str) -> str:
         return settings.sources.get(dest, "default")
 
     secret = "set" if settings.mesh_secret else "none (unauthenticated)"
     peers = " ".join(settings.peer_names) or "self (no peers configured)"
-    rows = [
+    return [
         ("mesh port", str(settings.mesh_port), src("mesh_port")),
         ("mesh format", settings.mesh_format, src("mesh_format")),
         ("mesh secret", secret, src("mesh_secret_file")),
@@ -402,5 +413,10 @@ def describe(settings: RelaySettings) -> list[str]:
             src("metrics_port"),
         ),
     ]
+
+
+def describe(settings: RelaySettings) -> list[str]:
+    """The effective settings, one per line, with where each came from (for logs and --check)."""
+    rows = setting_rows(settings)
     width = max(len(r[0]) for r in rows)
     return [f"{name:<{width}}  {value}  [{origin}]" for name, value, origin in rows]
