@@ -1,13 +1,14 @@
-"""`crosscast status` against a loopback HTTP server that serves a real exposition page: every
+"""`crosscast status` against the relay's own listener on loopback serving a real page: every
 sample shown (zeros too), the JSON shape, and the exit statuses."""
 
 from __future__ import annotations
 
-import http.server
+import asyncio
 import json
+import socket
 import threading
+import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ PEER = "10.0.0.2"
 
 
 class Page:
-    health = (200, "ok")
+    health = (True, "ok")
     text = metrics.exposition(
         metrics.registry(
             lambda: metrics.Snapshot(
@@ -31,27 +32,30 @@ class Page:
 
 @pytest.fixture
 def relay() -> Iterator[tuple[str, type[Page]]]:
+    """The relay's own /metrics and /healthz listener on loopback, in a thread of its own."""
     page = type("P", (Page,), {})
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            code, body = page.health if self.path == "/healthz" else (200, page.text)
-            self.send_response(code)
-            self.end_headers()
-            self.wfile.write(body.encode())
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    loop = asyncio.new_event_loop()
+    server = loop.create_task(
+        metrics.serve("127.0.0.1", port, lambda: page.text, lambda: page.health)
+    )
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", page
+        for _ in range(500):  # until it listens
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{port}", page
     finally:
-        server.shutdown()
-        server.server_close()
+        loop.call_soon_threadsafe(server.cancel)
+        loop.call_soon_threadsafe(loop.stop)
         thread.join()
+        loop.run_until_complete(asyncio.gather(server, return_exceptions=True))
+        loop.close()
 
 
 def status(url: str, *extra: str) -> int:
@@ -93,7 +97,7 @@ def test_an_unhealthy_relay_is_exit_1(
     relay: tuple[str, type[Page]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     url, page = relay
-    page.health = (503, "not running: capture eth0")
+    page.health = (False, "not running: capture eth0")
     assert status(url, "--format", "json") == 1
     report = json.loads(capsys.readouterr().out)
     assert (report["healthy"], report["health"]) == (False, "not running: capture eth0")

@@ -380,14 +380,18 @@ PASSING = verify.Row("ping", "a", "b", True, True, "VLAN 1")
 FAILING = verify.Row("broadcast", "a", "c (10.0.2.255:5000)", False, True, "VLAN 1 to VLAN 2")
 
 
-def test_progress_off_a_terminal_is_one_plain_line_per_check() -> None:
+def progress_of(*rows: verify.Row, live: bool) -> str:
     out = io.StringIO()
-    progress = verify.Progress(out, live=False)
-    progress.start(2)
-    progress.row(PASSING)
-    progress.row(FAILING)
+    progress = verify.Progress(out, live=live)
+    progress.start(len(rows))
+    for row in rows:
+        progress.row(row)
     progress.close()
-    assert out.getvalue().splitlines() == [
+    return out.getvalue()
+
+
+def test_progress_off_a_terminal_is_one_plain_line_per_check() -> None:
+    assert progress_of(PASSING, FAILING, live=False).splitlines() == [
         "verify: 2 checks",
         "verify: [1/2] pass  ping  a -> b: OK",
         "verify: [2/2] FAIL  broadcast  a -> c (10.0.2.255:5000): received",
@@ -395,13 +399,7 @@ def test_progress_off_a_terminal_is_one_plain_line_per_check() -> None:
 
 
 def test_progress_on_a_terminal_rewrites_one_line_and_keeps_failures() -> None:
-    out = io.StringIO()
-    progress = verify.Progress(out, live=True)
-    progress.start(2)
-    progress.row(PASSING)
-    progress.row(FAILING)
-    progress.close()
-    text = out.getvalue()
+    text = progress_of(PASSING, FAILING, live=True)
     # What stays on the screen: each write starts by erasing the live line, and close erases
     # the last one; only the failure was written with a newline.
     screen = [chunk.rpartition(verify.CLEAR_LINE)[2] for chunk in text.split("\n")]
