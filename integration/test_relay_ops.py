@@ -3,6 +3,7 @@ uvloop; an interface that goes down and comes back; a sender on the relay's own 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -82,6 +83,15 @@ def test_healthz_and_status_report_a_healthy_relay(vlans: lab.RoutedVlans, procs
     )
     assert status.returncode == 0, status.stderr
     assert status.stdout.startswith("health: ok")
+    assert "\n  crosscast_up 1\n" in status.stdout
+    as_json = netns.run(
+        [sys.executable, "-m", "crosscast", "status", "--url", f"http://127.0.0.1:{METRICS}",
+         "--format", "json"],
+        ns=vlans.relays[1].ns,
+    )  # fmt: skip
+    report = json.loads(as_json.stdout)
+    assert (report["healthy"], report["health"]) == (True, "ok")
+    assert {"name": "crosscast_up", "labels": {}, "value": 1.0} in report["samples"]
 
 
 def test_status_of_no_relay_is_exit_2() -> None:
