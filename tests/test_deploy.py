@@ -11,14 +11,21 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import kubernetes_validate
 import pytest
+import yaml
 
 from tests.relay.test_check_golden import Case, run_check
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "deploy" / "systemd" / "crosscast.service"
 ENV_FILE = ROOT / "deploy" / "systemd" / "crosscast.env"
+DAEMONSET = ROOT / "deploy" / "kubernetes" / "daemonset.yaml"
+# The Kubernetes release the manifests are checked against; kubernetes-validate ships its
+# schemas, so no cluster and no network is needed. Raise it deliberately.
+KUBERNETES_VERSION = "1.34.0"
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 needs_systemd_analyze = pytest.mark.skipif(
     SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed"
@@ -148,3 +155,58 @@ def test_env_file_commented_examples_pass_relay_check(tmp_path: Path) -> None:
     variables["MESH_SECRET_FILE"] = str(secret)
     proc = run_check(Case("env-file-all", (*args, "--check"), variables))
     assert proc.returncode == 0, proc.stderr
+
+
+# --- Kubernetes ---------------------------------------------------------------------------------
+
+
+def manifests() -> dict[str, dict[str, Any]]:
+    docs = [d for d in yaml.safe_load_all(DAEMONSET.read_text()) if d]
+    return {d["kind"]: d for d in docs}
+
+
+@pytest.mark.parametrize("kind", ["Service", "DaemonSet"])
+def test_manifest_passes_the_strict_schema_of_the_pinned_kubernetes(kind: str) -> None:
+    # strict: an unknown or misspelt field is an error, not silently ignored by the API server.
+    kubernetes_validate.validate(manifests()[kind], KUBERNETES_VERSION, strict=True)
+
+
+def test_schema_check_rejects_a_misspelt_field() -> None:
+    # The check above means something: the same DaemonSet with one field misspelt fails.
+    daemonset = manifests()["DaemonSet"]
+    daemonset["spec"]["template"]["spec"]["hostNetwrok"] = True
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(daemonset, KUBERNETES_VERSION, strict=True)
+
+
+def test_relays_discover_each_other_through_the_headless_service() -> None:
+    service, daemonset = manifests()["Service"], manifests()["DaemonSet"]
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    pod = daemonset["spec"]["template"]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    args = pod["spec"]["containers"][0]["args"]
+    assert args[args.index("--peers-dns") + 1] == service["metadata"]["name"]
+    mesh = {p["name"]: p for p in service["spec"]["ports"]}["mesh"]
+    env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+    assert (mesh["port"], mesh["protocol"]) == (int(env["MESH_PORT"]), "UDP")
+
+
+def test_host_network_keeps_cluster_dns_and_only_two_capabilities() -> None:
+    pod = manifests()["DaemonSet"]["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True
+    # Without it a host-network pod resolves with the node's resolv.conf: no Service names.
+    assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"
+    security = pod["containers"][0]["securityContext"]
+    assert security["capabilities"] == {"drop": ["ALL"], "add": ["NET_RAW", "NET_ADMIN"]}
+
+
+def test_mesh_secret_is_readable_by_the_relays_user() -> None:
+    pod = manifests()["DaemonSet"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    mount = container["volumeMounts"][0]
+    assert env["MESH_SECRET_FILE"].startswith(mount["mountPath"] + "/")
+    assert pod["securityContext"]["fsGroup"] == container["securityContext"]["runAsGroup"]
+    volume = {v["name"]: v for v in pod["volumes"]}[mount["name"]]
+    assert volume["secret"]["defaultMode"] & 0o040  # group-readable
