@@ -4,12 +4,22 @@ over garbage: a property test feeds random and mutated datagrams and the decoder
 from __future__ import annotations
 
 import struct
+from ipaddress import IPv4Address
 from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crosscast.relay.protocols import BEACON, CA, PVA, SEARCH, Decoded, decode_payload
+from crosscast.net.frames import build_udp_frame
+from crosscast.relay.protocols import (
+    BEACON,
+    CA,
+    PVA,
+    SEARCH,
+    Decoded,
+    DecodeLog,
+    decode_payload,
+)
 
 DATA = Path(__file__).resolve().parent / "data"
 PV = "crosscast:test:pv"
@@ -116,3 +126,58 @@ def test_mutated_golden_datagrams_never_raise(
     payload = bytes(data[: len(data) - cut % len(data)])
     result = decode_payload(payload)
     assert result is None or isinstance(result, Decoded)
+
+
+# -- DecodeLog: what --decode-pvaccess logs and counts -------------------------------------------
+
+SOURCE_MAC = b"\x02\x00\x00\x00\x00\x05"
+
+
+def frame_with(payload: bytes, src_port: int = 40000, dst_port: int = 5076) -> bytes:
+    return build_udp_frame(
+        src_mac=SOURCE_MAC,
+        dst_mac=b"\xff" * 6,
+        src_ip=int(IPv4Address("10.0.1.5")),
+        dst_ip=int(IPv4Address("10.0.1.255")),
+        src_port=src_port,
+        dst_port=dst_port,
+        payload=payload,
+    )
+
+
+def test_decode_log_names_the_pv_and_the_reply_address() -> None:
+    log = DecodeLog()
+    line = log.observe(frame_with(golden("pva-search.bin")), "eth0", now=0.0)
+    reply_port = struct.unpack_from(">H", golden("pva-search.bin"), 32)[0]
+    assert line == (
+        f"pva search from 10.0.1.5:40000 on eth0: {PV} (replies to 10.0.1.5:{reply_port})"
+    )
+    assert log.counts == {(PVA, SEARCH): 1}
+
+
+def test_decode_log_channel_access_search_and_beacons() -> None:
+    log = DecodeLog()
+    ca = log.observe(frame_with(golden("ca-search.bin"), dst_port=5064), "eth2", now=0.0)
+    assert ca == f"ca search from 10.0.1.5:40000 on eth2: {PV}"
+    beacon = log.observe(frame_with(ca_beacon(5064, bytes(4)), dst_port=5065), "eth2", now=0.0)
+    assert beacon == "ca beacon from 10.0.1.5:40000 on eth2: server 10.0.1.5:5064"
+    assert log.counts == {(CA, SEARCH): 1, (CA, BEACON): 1}
+
+
+def test_decode_log_counts_unknown_payloads_without_a_line() -> None:
+    log = DecodeLog()
+    assert log.observe(frame_with(b"not epics"), "eth0", now=0.0) is None
+    assert log.observe(b"\x00" * 20, "eth0", now=0.0) is None  # not even a frame: not counted
+    assert log.counts == {("unknown", ""): 1}
+
+
+def test_decode_log_rate_limits_per_protocol_and_says_how_many_it_left_out() -> None:
+    log = DecodeLog(burst=2, window=10.0)
+    pva, ca = frame_with(golden("pva-search.bin")), frame_with(golden("ca-search.bin"))
+    lines = [log.observe(pva, "eth0", now=float(t)) for t in range(5)]
+    assert [line is not None for line in lines] == [True, True, False, False, False]
+    assert log.observe(ca, "eth0", now=4.0) is not None  # another protocol has its own budget
+    later = log.observe(pva, "eth0", now=10.0)
+    assert later is not None
+    assert later.endswith("(3 more pva messages not logged)")
+    assert log.counts[PVA, SEARCH] == 6

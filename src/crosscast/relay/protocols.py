@@ -6,6 +6,10 @@ It is pure (bytes in, a small frozen record out) and total: anything it does not
 truncated or hostile, is None, never an exception, because the payload comes from the network
 and decoding is only ever informative. It must not decide what is relayed; rules do that.
 
+`DecodeLog` is what `--decode-pvaccess` runs on each captured frame: it counts decoded
+messages per protocol and kind, and says which log lines to write, rate-limited per protocol
+(`now` is passed in; the caller does the logging).
+
 Wire formats, from the protocol specifications (epics-base's "PVAccess protocol specification"
 and pvxs's pvaproto.h; "Channel Access Protocol Specification" and caproto.h):
 
@@ -19,9 +23,13 @@ and pvxs's pvaproto.h; "Channel Access Protocol Specification" and caproto.h):
 
 from __future__ import annotations
 
+import ipaddress
 import struct
+from collections import Counter
 from dataclasses import dataclass
 from ipaddress import IPv6Address
+
+from crosscast.net.frames import FrameError, parse_udp_frame
 
 PVA = "pva"
 CA = "ca"
@@ -200,3 +208,65 @@ def _decode_ca(datagram: bytes) -> Decoded | None:
     if names:
         return Decoded(CA, SEARCH, tuple(names))
     return beacon
+
+
+# -- the --decode-pvaccess log ----------------------------------------------------------------
+
+UNKNOWN = "unknown"  # the counter of relayed payloads that are neither PVA nor CA discovery
+_UNSPECIFIED = frozenset({"::", "0.0.0.0"})  # "reply to the datagram's source"
+
+
+def describe(decoded: Decoded, source: str, interface: str) -> str:
+    """One log line for `decoded`, seen from `source` (ip:port) on `interface`."""
+    where = f"{decoded.protocol} {decoded.kind} from {source} on {interface}"
+    address = ""
+    if decoded.address is not None:
+        host, port = decoded.address
+        host = source.rsplit(":", 1)[0] if host in _UNSPECIFIED else host
+        address = f"{host}:{port}"
+    if decoded.kind == SEARCH:
+        reply = f" (replies to {address})" if address else ""
+        return f"{where}: {' '.join(decoded.names)}{reply}"
+    return f"{where}: server {address}" if address else where
+
+
+class DecodeLog:
+    """Counts and rate-limits the decoded messages of captured frames.
+
+    At most `burst` lines per protocol in any `window` seconds; the next line after a quiet
+    spell says how many were left out, so a search storm costs a few lines, not thousands.
+    """
+
+    def __init__(self, burst: int = 10, window: float = 10.0) -> None:
+        self.burst = burst
+        self.window = window
+        self.counts: Counter[tuple[str, str]] = Counter()  # (protocol, kind) -> messages
+        self._window_start: dict[str, float] = {}
+        self._in_window: Counter[str] = Counter()
+        self._suppressed: Counter[str] = Counter()
+
+    def observe(self, frame: bytes, interface: str, now: float) -> str | None:
+        """Decode the UDP payload of Ethernet `frame`; the line to log at info, or None."""
+        try:
+            udp = parse_udp_frame(frame)
+        except FrameError:
+            return None  # the relay's own parser counts those; not ours to judge
+        decoded = decode_payload(udp.payload)
+        if decoded is None:
+            self.counts[UNKNOWN, ""] += 1
+            return None
+        self.counts[decoded.protocol, decoded.kind] += 1
+        protocol = decoded.protocol
+        if now - self._window_start.get(protocol, float("-inf")) >= self.window:
+            self._window_start[protocol] = now
+            self._in_window[protocol] = 0
+        if self._in_window[protocol] >= self.burst:
+            self._suppressed[protocol] += 1
+            return None
+        self._in_window[protocol] += 1
+        source = f"{ipaddress.IPv4Address(udp.src_ip)}:{udp.src_port}"
+        line = describe(decoded, source, interface)
+        left_out = self._suppressed.pop(protocol, 0)
+        if left_out:
+            line += f" ({left_out} more {protocol} messages not logged)"
+        return line
