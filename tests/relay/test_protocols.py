@@ -152,7 +152,7 @@ def test_decode_log_names_the_pv_and_the_reply_address() -> None:
     assert line == (
         f"pva search from 10.0.1.5:40000 on eth0: {PV} (replies to 10.0.1.5:{reply_port})"
     )
-    assert log.counts == {(PVA, SEARCH): 1}
+    assert log.counts == {("decoded", PVA, SEARCH): 1}
 
 
 def test_decode_log_channel_access_search_and_beacons() -> None:
@@ -161,14 +161,14 @@ def test_decode_log_channel_access_search_and_beacons() -> None:
     assert ca == f"ca search from 10.0.1.5:40000 on eth2: {PV}"
     beacon = log.observe(frame_with(ca_beacon(5064, bytes(4)), dst_port=5065), "eth2", now=0.0)
     assert beacon == "ca beacon from 10.0.1.5:40000 on eth2: server 10.0.1.5:5064"
-    assert log.counts == {(CA, SEARCH): 1, (CA, BEACON): 1}
+    assert log.counts == {("decoded", CA, SEARCH): 1, ("decoded", CA, BEACON): 1}
 
 
 def test_decode_log_counts_unknown_payloads_without_a_line() -> None:
     log = DecodeLog()
     assert log.observe(frame_with(b"not epics"), "eth0", now=0.0) is None
     assert log.observe(b"\x00" * 20, "eth0", now=0.0) is None  # not even a frame: not counted
-    assert log.counts == {("unknown", ""): 1}
+    assert log.counts == {("decoded", "unknown", "unknown"): 1}
 
 
 def test_decode_log_rate_limits_per_protocol_and_says_how_many_it_left_out() -> None:
@@ -180,4 +180,4 @@ def test_decode_log_rate_limits_per_protocol_and_says_how_many_it_left_out() -> 
     later = log.observe(pva, "eth0", now=10.0)
     assert later is not None
     assert later.endswith("(3 more pva messages not logged)")
-    assert log.counts[PVA, SEARCH] == 6
+    assert log.counts["decoded", PVA, SEARCH] == 6

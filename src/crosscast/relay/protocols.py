@@ -212,7 +212,8 @@ def _decode_ca(datagram: bytes) -> Decoded | None:
 
 # -- the --decode-pvaccess log ----------------------------------------------------------------
 
-UNKNOWN = "unknown"  # the counter of relayed payloads that are neither PVA nor CA discovery
+DECODED = "decoded"  # counter key: ("decoded", protocol, kind), as the service's metrics want
+UNKNOWN = "unknown"  # the protocol of relayed payloads that are neither PVA nor CA discovery
 _UNSPECIFIED = frozenset({"::", "0.0.0.0"})  # "reply to the datagram's source"
 
 
@@ -240,7 +241,7 @@ class DecodeLog:
     def __init__(self, burst: int = 10, window: float = 10.0) -> None:
         self.burst = burst
         self.window = window
-        self.counts: Counter[tuple[str, str]] = Counter()  # (protocol, kind) -> messages
+        self.counts: Counter[tuple[str, ...]] = Counter()  # (DECODED, protocol, kind) -> count
         self._window_start: dict[str, float] = {}
         self._in_window: Counter[str] = Counter()
         self._suppressed: Counter[str] = Counter()
@@ -253,9 +254,9 @@ class DecodeLog:
             return None  # the relay's own parser counts those; not ours to judge
         decoded = decode_payload(udp.payload)
         if decoded is None:
-            self.counts[UNKNOWN, ""] += 1
+            self.counts[DECODED, UNKNOWN, UNKNOWN] += 1
             return None
-        self.counts[decoded.protocol, decoded.kind] += 1
+        self.counts[DECODED, decoded.protocol, decoded.kind] += 1
         protocol = decoded.protocol
         if now - self._window_start.get(protocol, float("-inf")) >= self.window:
             self._window_start[protocol] = now
