@@ -17,6 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+import crosscast
 from tests.relay.test_check_golden import Case, run_check
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -210,3 +211,8 @@ def test_mesh_secret_is_readable_by_the_relays_user() -> None:
     assert pod["securityContext"]["fsGroup"] == container["securityContext"]["runAsGroup"]
     volume = {v["name"]: v for v in pod["volumes"]}[mount["name"]]
     assert volume["secret"]["defaultMode"] & 0o040  # group-readable
+
+
+def test_daemonset_image_is_tagged_with_the_package_version() -> None:
+    container = manifests()["DaemonSet"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == f"crosscast:{crosscast.__version__}"
