@@ -87,6 +87,20 @@ def kea_env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "KEA_PIDFILE_DIR": str(tmp_path), "KEA_LOCKFILE_DIR": str(tmp_path)}
 
 
+def kea_check(namespace: str, rendered: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`kea-dhcp4 -t` on `rendered` (its lease file moved to `tmp_path`) inside `namespace`."""
+    conf = tmp_path / "kea-dhcp4.conf"
+    conf.write_text(kea_config(rendered, tmp_path))
+    return subprocess.run(
+        netns.exec_argv(namespace, [KEA, "-t", str(conf)]),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=kea_env(tmp_path),
+    )
+
+
 @pytest.fixture
 def namespace() -> Iterator[str]:
     name = f"cck{secrets.token_hex(2)}-rtr"
@@ -109,16 +123,7 @@ def test_kea_accepts_the_configuration_rendered_from_every_example(
             ["ip", "link", "add", vlan.router_interface, "type", "veth", "peer", f"p{i}"], namespace
         )
         netns.run(["ip", "link", "set", vlan.router_interface, "up"], namespace)
-    conf = tmp_path / "kea-dhcp4.conf"
-    conf.write_text(kea_config(render_kea_dhcp4_conf(topology), tmp_path))
-    proc = subprocess.run(
-        netns.exec_argv(namespace, [KEA, "-t", str(conf)]),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=kea_env(tmp_path),
-    )
+    proc = kea_check(namespace, render_kea_dhcp4_conf(topology), tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for vlan in topology.vlans:
         assert f"a new subnet has been added to configuration: {vlan.subnet}" in proc.stdout
@@ -129,16 +134,7 @@ def test_kea_refuses_a_configuration_naming_a_missing_interface(
     namespace: str, tmp_path: Path
 ) -> None:
     # The check above means something: without the router's interfaces, Kea says no.
-    conf = tmp_path / "kea-dhcp4.conf"
-    conf.write_text(kea_config(render_kea_dhcp4_conf(load_topology(EXAMPLES[0])), tmp_path))
-    proc = subprocess.run(
-        netns.exec_argv(namespace, [KEA, "-t", str(conf)]),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=kea_env(tmp_path),
-    )
+    proc = kea_check(namespace, render_kea_dhcp4_conf(load_topology(EXAMPLES[0])), tmp_path)
     assert proc.returncode != 0
     assert "doesn't exist in the system" in proc.stdout + proc.stderr
 

@@ -45,6 +45,17 @@ def unit_settings(text: str) -> dict[str, list[str]]:
     return settings
 
 
+def systemd_analyze(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SYSTEMD_ANALYZE), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=cwd,
+    )
+
+
 def installable_unit(tmp_path: Path) -> Path:
     """The unit with ExecStart pointing at this venv's crosscast: verify wants a real binary."""
     crosscast = Path(sys.executable).with_name("crosscast")
@@ -58,14 +69,7 @@ def installable_unit(tmp_path: Path) -> Path:
 @needs_systemd_analyze
 def test_systemd_analyze_verify_accepts_the_unit_without_a_message(tmp_path: Path) -> None:
     unit = installable_unit(tmp_path)
-    proc = subprocess.run(
-        [str(SYSTEMD_ANALYZE), "verify", "--man=no", str(unit)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=tmp_path,
-    )
+    proc = systemd_analyze("verify", "--man=no", str(unit), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (proc.stdout + proc.stderr).strip() == ""
 
@@ -75,28 +79,14 @@ def test_systemd_analyze_verify_would_report_a_bad_key(tmp_path: Path) -> None:
     # The check above relies on messages, since verify exits 0 on unknown keys: prove it sees one.
     unit = installable_unit(tmp_path)
     unit.write_text(unit.read_text().replace("Restart=on-failure", "Restart=on-failure\nBogus=1"))
-    proc = subprocess.run(
-        [str(SYSTEMD_ANALYZE), "verify", "--man=no", str(unit)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=tmp_path,
-    )
+    proc = systemd_analyze("verify", "--man=no", str(unit), cwd=tmp_path)
     assert "Unknown key 'Bogus'" in proc.stderr
 
 
 @needs_systemd_analyze
 def test_offline_security_exposure_is_low(tmp_path: Path) -> None:
     unit = installable_unit(tmp_path)
-    proc = subprocess.run(
-        [str(SYSTEMD_ANALYZE), "security", "--offline=yes", "--no-pager", str(unit)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=tmp_path,
-    )
+    proc = systemd_analyze("security", "--offline=yes", "--no-pager", str(unit), cwd=tmp_path)
     found = re.search(r"Overall exposure level for \S+: (\d+\.\d)", proc.stdout)
     assert found, proc.stdout + proc.stderr
     # 10 is an unconfined root service; below 3 systemd calls it "OK".
