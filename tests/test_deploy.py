@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 import yaml
 
 import crosscast
-from tests.relay.test_check_golden import Case, run_check
+from tests.relay.test_check_golden import Case, Result  # run_check: tests/conftest.py
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "deploy" / "systemd" / "crosscast.service"
@@ -123,7 +124,7 @@ def env_file_variables() -> dict[str, str]:
     return variables
 
 
-def test_env_file_example_passes_relay_check() -> None:
+def test_env_file_example_passes_relay_check(run_check: Callable[[Case], Result]) -> None:
     variables = env_file_variables()
     assert variables["TARGET_INTERFACE"] == "eth0"  # an interface of the --check fake host
     proc = run_check(Case("env-file", ("--check",), variables))
@@ -131,7 +132,9 @@ def test_env_file_example_passes_relay_check() -> None:
     assert "configuration ok" in proc.stdout
 
 
-def test_env_file_commented_examples_pass_relay_check(tmp_path: Path) -> None:
+def test_env_file_commented_examples_pass_relay_check(
+    tmp_path: Path, run_check: Callable[[Case], Result]
+) -> None:
     # The commented-out lines are what an operator uncomments: they must be valid too.
     variables = env_file_variables()
     secret = tmp_path / "secret"

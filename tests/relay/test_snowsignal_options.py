@@ -13,12 +13,13 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
 import pytest
 
-from tests.relay.test_check_golden import Case, run_check
+from tests.relay.test_check_golden import Case, Result  # run_check: tests/conftest.py
 
 # A value crosscast accepts for each of SnowSignal's metavars (on the fake host).
 VALUES = {
@@ -100,7 +101,9 @@ def test_the_help_text_lists_what_snowsignal_0_1_4_2_documents() -> None:
 
 
 @pytest.mark.parametrize(("spelling", "option"), SPELLINGS, ids=ids(SPELLINGS))
-def test_every_snowsignal_option_is_accepted_by_relay_check(spelling: str, option: Option) -> None:
+def test_every_snowsignal_option_is_accepted_by_relay_check(
+    spelling: str, option: Option, run_check: Callable[[Case], Result]
+) -> None:
     value = option.value()
     args = (spelling,) if value is None else (spelling, value)
     proc = run_check(Case(f"snowsignal {spelling}", (*args, "--check")))
@@ -109,7 +112,9 @@ def test_every_snowsignal_option_is_accepted_by_relay_check(spelling: str, optio
 
 
 @pytest.mark.parametrize("option", ENV_VARS, ids=[o.env_var or "" for o in ENV_VARS])
-def test_every_snowsignal_env_var_is_accepted_by_relay_check(option: Option) -> None:
+def test_every_snowsignal_env_var_is_accepted_by_relay_check(
+    option: Option, run_check: Callable[[Case], Result]
+) -> None:
     assert option.env_var is not None
     value = option.value()
     assert value is not None, f"{option.env_var} is the env var of a flag"
