@@ -234,6 +234,12 @@ def _unset_ring(sock: socket.socket, option: int) -> None:
         sock.setsockopt(SOL_PACKET, option, _TPACKET_REQ.pack(0, 0, 0, 0))
 
 
+def _socket_of(sock: socket.socket | None) -> socket.socket:
+    if sock is None:
+        raise ValueError("this ring was built over a bare mapping: it has no socket")
+    return sock
+
+
 class RxRing:
     """A TPACKET_V2 receive ring on an open, bound AF_PACKET socket (the caller keeps the socket).
 
@@ -241,29 +247,38 @@ class RxRing:
     socket to plain receives.
     """
 
-    def __init__(self, sock: socket.socket, geometry: Geometry = DEFAULT_RX_GEOMETRY) -> None:
+    def __init__(
+        self, mapping: mmap.mmap, geometry: Geometry, sock: socket.socket | None = None
+    ) -> None:
+        """A reader of `mapping` laid out as `geometry` (tests pass an anonymous mapping)."""
         self.sock = sock
         self.geometry = geometry
         self.truncated = 0  # frames longer than a slot, skipped
-        self._map = _map_ring(sock, PACKET_RX_RING, geometry)
+        self.skipped = 0  # slots given up on (see _check_stall)
+        self._map = mapping
         self._next = 0  # the slot the kernel fills next, as long as we release in order
-        self._flush_queue()
+        self._stalled = -1  # the slot the last drain stopped at while its successor was ready
 
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    def _flush_queue(self) -> None:
+    @classmethod
+    def attach(cls, sock: socket.socket, geometry: Geometry = DEFAULT_RX_GEOMETRY) -> RxRing:
+        """Put a receive ring on `sock` (open and bound, any filter already attached)."""
+        ring = cls(_map_ring(sock, PACKET_RX_RING, geometry), geometry, sock)
         # Frames queued on the socket before the ring existed stay in its receive queue, and
         # poll() reports that queue too: left there, they would make the fd readable forever
         # while drain() finds nothing.
-        blocking = self.sock.getblocking()
-        self.sock.setblocking(False)
+        blocking = sock.getblocking()
+        sock.setblocking(False)
         try:
             with contextlib.suppress(BlockingIOError):
                 while True:
-                    self.sock.recv(1)
+                    sock.recv(1)
         finally:
-            self.sock.setblocking(blocking)
+            sock.setblocking(blocking)
+        return ring
+
+    def fileno(self) -> int:
+        """The readiness signal: readable while a frame waits in the ring."""
+        return _socket_of(self.sock).fileno()
 
     def drain(self, limit: int = 0) -> list[RxFrame]:
         """Every frame ready in the ring (at most `limit`, 0 = one ring's worth), in arrival order.
@@ -282,6 +297,7 @@ class RxRing:
             off = i * size
             status, length, snaplen, mac, _net, sec, nsec, tci, _tpid, pkttype = unpack(m, off)
             if not status & TP_STATUS_USER:
+                self._check_stall(i)
                 break
             if snaplen == length:
                 start = off + mac
@@ -292,14 +308,39 @@ class RxRing:
             i += 1
             if i == count:
                 i = 0
-        self._next = i
+        else:
+            self._next = i
+            self._stalled = -1
         return out
+
+    def _check_stall(self, i: int) -> None:
+        """Slot `i` is not ready: wait for it, unless the kernel has already written past it.
+
+        Normally the next slot is not ready either. It can be, briefly, when two CPUs deliver
+        at once (a slot's copy finishes after the next one's). It can also be for good: under
+        py-spy (ptrace) on Linux 6.18 we saw a slot the kernel had counted as received and moved
+        past never turn TP_STATUS_USER, which stalled the reader for ever with the fd readable.
+        So a slot that is still not ready on the next drain while its successor is, is skipped
+        (counted in `skipped`). Were it only slow, it is read one turn of the ring later: it
+        blocks the kernel's writing when the kernel wraps around to it, never the reader.
+        """
+        self._next = i
+        nxt = i + 1 if i + 1 < self.geometry.frame_nr else 0
+        if not _STATUS.unpack_from(self._map, nxt * self.geometry.frame_size)[0] & TP_STATUS_USER:
+            self._stalled = -1
+        elif self._stalled == i:
+            self.skipped += 1
+            self._next = nxt
+            self._stalled = -1
+        else:
+            self._stalled = i
 
     def close(self) -> None:
         if self._map.closed:
             return
         self._map.close()
-        _unset_ring(self.sock, PACKET_RX_RING)
+        if self.sock is not None:
+            _unset_ring(self.sock, PACKET_RX_RING)
 
 
 class TxRing:
@@ -310,20 +351,29 @@ class TxRing:
     `_map_ring`); bound with protocol 0 it receives nothing, so it costs nothing on receive.
     """
 
-    def __init__(self, sock: socket.socket, geometry: Geometry = DEFAULT_TX_GEOMETRY) -> None:
+    def __init__(
+        self, mapping: mmap.mmap, geometry: Geometry, sock: socket.socket | None = None
+    ) -> None:
+        """A writer of `mapping` laid out as `geometry` (tests pass an anonymous mapping)."""
         self.sock = sock
         self.geometry = geometry
         self.full = 0  # frames refused because every slot was still in flight
         self.rejected = 0  # frames refused for their length
+        self.pending = 0  # queued since the last flush
+        self._map = mapping
+        self._next = 0
+
+    @classmethod
+    def attach(cls, sock: socket.socket, geometry: Geometry = DEFAULT_TX_GEOMETRY) -> TxRing:
+        """Put a transmit ring on `sock` (open and bound to the egress interface)."""
         # A slot the kernel cannot send (too short for the device, say) is skipped and freed
         # rather than stopping the ring with TP_STATUS_WRONG_FORMAT until we notice.
         sock.setsockopt(SOL_PACKET, PACKET_LOSS, 1)
-        self._map = _map_ring(sock, PACKET_TX_RING, geometry)
-        self._next = 0
-        self.pending = 0  # queued since the last flush
+        return cls(_map_ring(sock, PACKET_TX_RING, geometry), geometry, sock)
 
     def fileno(self) -> int:
-        return self.sock.fileno()
+        """Writable when the kernel can take more (what `flush` waits for, if it must)."""
+        return _socket_of(self.sock).fileno()
 
     def queue(self, frame: bytes) -> bool:
         """Copy `frame` into the next free slot; False (and counted) when it does not fit."""
@@ -353,10 +403,11 @@ class TxRing:
         if not self.pending:
             return 0
         self.pending = 0
-        return self.sock.send(b"", socket.MSG_DONTWAIT)
+        return _socket_of(self.sock).send(b"", socket.MSG_DONTWAIT)
 
     def close(self) -> None:
         if self._map.closed:
             return
         self._map.close()
-        _unset_ring(self.sock, PACKET_TX_RING)
+        if self.sock is not None:
+            _unset_ring(self.sock, PACKET_TX_RING)
