@@ -291,14 +291,18 @@ class RxRing:
         size = self.geometry.frame_size
         count = self.geometry.frame_nr
         i = self._next
+        stalled, self._stalled = self._stalled, -1  # what the previous drain stopped at
         out: list[RxFrame] = []
         append = out.append
         for _ in range(limit or count):
             off = i * size
             status, length, snaplen, mac, _net, sec, nsec, tci, _tpid, pkttype = unpack(m, off)
             if not status & TP_STATUS_USER:
-                self._check_stall(i)
-                break
+                if not self._gone(i, stalled):
+                    break
+                self.skipped += 1
+                i = i + 1 if i + 1 < count else 0
+                continue
             if snaplen == length:
                 start = off + mac
                 append((m[start : start + snaplen], status, tci, pkttype, sec, nsec))
@@ -308,32 +312,28 @@ class RxRing:
             i += 1
             if i == count:
                 i = 0
-        else:
-            self._next = i
-            self._stalled = -1
+        self._next = i
         return out
 
-    def _check_stall(self, i: int) -> None:
-        """Slot `i` is not ready: wait for it, unless the kernel has already written past it.
+    def _gone(self, i: int, stalled: int) -> bool:
+        """Slot `i` is not ready: True to give up on it, because the kernel has moved past it.
 
         Normally the next slot is not ready either. It can be, briefly, when two CPUs deliver
         at once (a slot's copy finishes after the next one's). It can also be for good: under
-        py-spy (ptrace) on Linux 6.18 we saw a slot the kernel had counted as received and moved
-        past never turn TP_STATUS_USER, which stalled the reader for ever with the fd readable.
-        So a slot that is still not ready on the next drain while its successor is, is skipped
-        (counted in `skipped`). Were it only slow, it is read one turn of the ring later: it
-        blocks the kernel's writing when the kernel wraps around to it, never the reader.
+        py-spy (ptrace) on Linux 6.18 we once saw a slot the kernel had counted as received and
+        moved past never turn TP_STATUS_USER, which left the reader waiting for ever with the fd
+        readable. So a slot found not ready by two drains in a row while its successor is ready
+        is skipped (counted in `skipped`). Were it only slow, it is read one turn of the ring
+        later: it then holds up the kernel's writing when the kernel wraps around to it, never
+        the reader.
         """
-        self._next = i
         nxt = i + 1 if i + 1 < self.geometry.frame_nr else 0
         if not _STATUS.unpack_from(self._map, nxt * self.geometry.frame_size)[0] & TP_STATUS_USER:
-            self._stalled = -1
-        elif self._stalled == i:
-            self.skipped += 1
-            self._next = nxt
-            self._stalled = -1
-        else:
-            self._stalled = i
+            return False
+        if stalled == i:
+            return True
+        self._stalled = i
+        return False
 
     def close(self) -> None:
         if self._map.closed:
