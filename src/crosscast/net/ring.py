@@ -262,19 +262,9 @@ class RxRing:
     @classmethod
     def attach(cls, sock: socket.socket, geometry: Geometry = DEFAULT_RX_GEOMETRY) -> RxRing:
         """Put a receive ring on `sock` (open and bound, any filter already attached)."""
-        ring = cls(_map_ring(sock, PACKET_RX_RING, geometry), geometry, sock)
-        # Frames queued on the socket before the ring existed stay in its receive queue, and
-        # poll() reports that queue too: left there, they would make the fd readable forever
-        # while drain() finds nothing.
-        blocking = sock.getblocking()
-        sock.setblocking(False)
-        try:
-            with contextlib.suppress(BlockingIOError):
-                while True:
-                    sock.recv(1)
-        finally:
-            sock.setblocking(blocking)
-        return ring
+        # Frames queued on the socket before the ring existed would keep poll() readable while
+        # drain() finds nothing; packet_set_ring purges that queue as it switches to the ring.
+        return cls(_map_ring(sock, PACKET_RX_RING, geometry), geometry, sock)
 
     def fileno(self) -> int:
         """The readiness signal: readable while a frame waits in the ring."""
