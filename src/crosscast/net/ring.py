@@ -406,8 +406,9 @@ class TxRing:
         """
         if not self.pending:
             return 0
+        taken = _socket_of(self.sock).send(b"", socket.MSG_DONTWAIT)
         self.pending = 0
-        return _socket_of(self.sock).send(b"", socket.MSG_DONTWAIT)
+        return taken
 
     def close(self) -> None:
         if self._map.closed:
