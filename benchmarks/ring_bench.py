@@ -5,7 +5,7 @@ process, by itself (µs of user+sys CPU per frame from getrusage, wall rate) and
 `strace -c -f` (system calls per frame). It backs the figures in crosscast/net/ring.py's
 docstring; it gates nothing.
 
-    sudo .venv/bin/python benchmarks/ring_bench.py [--count 100000] [--no-strace]
+    sudo .venv/bin/python benchmarks/ring_bench.py [--count 100000] [--payload 64] [--no-strace]
 
 TX methods (in namespace A, frames to B, nobody listening): `send` on a bound socket, `sendto`
 with the interface in the address, `send` with PACKET_QDISC_BYPASS, TxRing flushed every 32
@@ -39,7 +39,7 @@ SOL_PACKET = 263  # linux/socket.h
 PACKET_AUXDATA = 8  # linux/if_packet.h
 AUXDATA_SPACE = socket.CMSG_SPACE(struct.calcsize("IIIHHHH"))
 MAC_A = bytes.fromhex("02000000000a")
-PAYLOAD = 64
+PAYLOAD = int(os.environ.get("RING_BENCH_PAYLOAD", "64"))  # children inherit --payload
 END = b"\xee" * 8  # payload prefix of the end-of-run marker frames
 IDLE = 1.0  # seconds without a frame after which a receiver gives up
 TX_METHODS = ("send", "sendto", "send-bypass", "txring-32", "txring-1")
@@ -249,10 +249,14 @@ def per_frame(calls: dict[str, int], frames: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100_000)
+    parser.add_argument("--payload", type=int, default=PAYLOAD, help="UDP payload bytes")
     parser.add_argument("--paced", type=int, default=4_000, help="frames of the paced RX run")
     parser.add_argument("--no-strace", action="store_true")
     parser.add_argument("--profile", type=Path, help="write py-spy profiles of RX here")
     args = parser.parse_args()
+    if args.payload != PAYLOAD:  # the module constant is read at import: start again with it
+        os.environ["RING_BENCH_PAYLOAD"] = str(args.payload)
+        os.execv(sys.executable, [sys.executable, *sys.argv])  # noqa: S606 (our own argv)
     prefix = "rb" + secrets.token_hex(2)
     a, b = setup(prefix)
     try:
