@@ -106,3 +106,45 @@ def test_a_relay_that_does_not_start_fails_the_demo_and_still_cleans_up(
     assert "nosuch0" in text  # the relay's own complaint, from its log
     assert "ok cleanup: every namespace" in text
     assert_nothing_left(demo_prefix(text))
+
+
+@pytest.fixture(scope="module")
+def plain_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv holding only the wheel built from this tree and its runtime dependencies
+    (no test extra): what `pip install crosscast` gives a user. Built once per module."""
+    root = Path(__file__).resolve().parents[1]
+    tmp = tmp_path_factory.mktemp("plain-install")
+    wheels, venv = tmp / "wheels", tmp / "venv"
+
+    def run(*argv: str | Path) -> None:
+        proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, f"{' '.join(map(str, argv))}:\n{proc.stdout}{proc.stderr}"
+
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", root, "-w", wheels)
+    (wheel,) = wheels.glob("crosscast-*.whl")
+    run(sys.executable, "-m", "venv", venv)
+    run(venv / "bin" / "python", "-m", "pip", "install", "-q", wheel)
+    return venv
+
+
+def test_demo_works_from_a_plain_install_of_the_wheel(plain_install: Path) -> None:
+    python = plain_install / "bin" / "python"
+    # The test-only packages are really absent, so the lab cannot be leaning on one of them.
+    absent = subprocess.run(
+        [python, "-c", "import importlib.util as u; print([m for m in ('dnslib', 'pytest', "
+         "'scapy') if u.find_spec(m)])"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert absent.stdout.strip() == "[]", absent.stdout
+    proc = subprocess.run(
+        [plain_install / "bin" / "crosscast", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env={"PYTHONIOENCODING": "utf-8", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert "Traceback" not in output
+    assert proc.stdout.splitlines()[-1] == f"all {len(CHECKS)} checks passed"
+    assert_nothing_left(demo_prefix(proc.stdout))

@@ -72,9 +72,3 @@ def test_report_falls_back_to_ok_and_fail_without_utf8() -> None:
 
 def test_report_with_no_check_has_not_passed() -> None:
     assert not demo.Report(io.StringIO()).all_passed
-
-
-def test_relays_do_not_inherit_the_callers_relay_settings() -> None:
-    names = demo._relay_env_vars()
-    for name in ("RULES", "RULES_FILE", "SERVICENAME", "MESH_SECRET_FILE", "TARGET_INTERFACE"):
-        assert name in names

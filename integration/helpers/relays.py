@@ -13,7 +13,7 @@ from crosscast import lab
 
 HELPERS = Path(__file__).resolve().parent
 PYTHON = sys.executable
-READY = "ready"  # the contract: the relay logs a line containing "ready" once its sockets are open
+READY = lab.READY  # the relay logs a line containing this once its sockets are open
 SNOWSIGNAL_READY = ("Starting UDP server listening on", "starting to listen for raw packets")
 START_TIMEOUT = 10.0
 

@@ -18,7 +18,6 @@ import secrets
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -54,7 +53,6 @@ START_TIMEOUT = 15.0  # seconds for a relay to log that it is ready
 ARRIVAL = 5.0  # seconds a datagram that should cross may take (IGMP snooping, discovery)
 RESEND = 0.25  # seconds between re-sends while waiting for an arrival
 QUIET = 0.5  # seconds the negative checks listen for what must not arrive
-READY = "ready"  # the relay logs a line containing this once its sockets are open
 
 
 class Interrupted(BaseException):
@@ -204,20 +202,6 @@ class _Outcome:
     failed: str
 
 
-@dataclass
-class _Relay:
-    name: str
-    log: Path
-    proc: subprocess.Popen[bytes]
-
-    def tail(self, lines: int = 8) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-        return "\n".join(f"      | {line}" for line in text.splitlines()[-lines:])
-
-
 class _Demo:
     """Build both labs, start every relay, then tell the story one section at a time.
 
@@ -280,102 +264,55 @@ class _Demo:
         for relay in (router_relay, *node_relays):
             if relay.proc.poll() is not None:
                 self.report.fail(f"the relay {relay.name} exited ({relay.proc.returncode})")
-                say(relay.tail())
+                say(_tail(relay))
 
     def _print(self, outcome: _Outcome) -> None:
         self.report.check(outcome.ok, outcome.passed, outcome.failed)
 
-    def _check(self, ok: bool, passed: str, failed: str, relay: _Relay | None = None) -> None:
+    def _check(
+        self, ok: bool, passed: str, failed: str, relay: lab.RelayProcess | None = None
+    ) -> None:
         self.report.check(ok, passed, failed)
         if not ok and relay is not None:
-            self.report.say(f"    the {relay.name} relay's log ends with:\n{relay.tail()}")
+            self.report.say(f"    the {relay.name} relay's log ends with:\n{_tail(relay)}")
 
     # -- building -------------------------------------------------------------------------
 
     def _isolate(self, router_ns: str, bridges: tuple[str, ...]) -> bool:
-        """FORWARD DROP between the VLAN bridges, as the seed router's iptables do.
-
-        With br_netfilter loaded, bridged frames traverse FORWARD too, so each bridge keeps an
-        ACCEPT for its own traffic. Without iptables the router still forwards no broadcast.
-        """
+        """FORWARD DROP between the VLAN bridges, as the seed router's iptables do; without
+        iptables the router still forwards no broadcast."""
         if shutil.which("iptables") is None:
             return False
-        netns.run(["iptables", "-P", "FORWARD", "DROP"], ns=router_ns)
-        for br in bridges:
-            netns.run(
-                ["iptables", "-A", "FORWARD", "-i", br, "-o", br, "-j", "ACCEPT"], ns=router_ns
-            )
+        lab.isolate_vlans(router_ns, bridges)
         return True
 
     def _start(
         self, name: str, ns: str, args: list[str], env: dict[str, str] | None = None
-    ) -> _Relay:
+    ) -> lab.RelayProcess:
         log = self.logs / f"relay-{name.replace(' ', '')}.log"
-        env = env or {}
-        # The relay reads settings from the environment too; the demo's must not depend on what
-        # the caller happens to have set (RULES, MESH_SECRET_FILE, ...).
-        unset = [a for var in _relay_env_vars() if var not in env for a in ("-u", var)]
-        argv = ["env", *unset, sys.executable, "-m", "crosscast", "relay", "-ll", "info", *args]
-        proc = lab.spawn(ns, argv, log, {"PYTHONUNBUFFERED": "1", **env})
-        return _Relay(name, log, proc)
+        return lab.spawn_relay(ns, args, log, log_level="info", env=env, name=name)
 
-    def _wait_ready(self, relay: _Relay) -> None:
+    def _wait_ready(self, relay: lab.RelayProcess) -> None:
         try:
-            lab.wait_for_log(relay.log, READY, START_TIMEOUT, relay.proc)
+            relay.wait_ready(START_TIMEOUT)
         except TimeoutError:
             raise RuntimeError(
-                f"the {relay.name} relay did not start; its log ends with:\n{relay.tail()}"
+                f"the {relay.name} relay did not start; its log ends with:\n{_tail(relay)}"
             ) from None
-
-    # -- sockets --------------------------------------------------------------------------
-
-    def _listen(self, ns: str, port: int) -> socket.socket:
-        return lab.udp_listener(ns, port)
-
-    def _group(self, ns: str, group: str, port: int) -> socket.socket:
-        """Bound to group:port and joined on eth0, so only that group's datagrams arrive."""
-        with netns.inside(ns):
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            index = socket.if_nametoindex("eth0")
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((group, port))
-        mreqn = struct.pack("4s4si", socket.inet_aton(group), bytes(4), index)
-        s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
-        s.setblocking(False)
-        return s
-
-    def _send_multicast(self, ns: str, group: str, port: int, payload: bytes) -> None:
-        with netns.inside(ns):
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        with s:
-            s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
-            s.sendto(payload, (group, port))
 
     def _until_received(
         self, send: Callable[[bytes], None], listener: socket.socket, tag: bytes
     ) -> tuple[bytes, str] | None:
-        """Send `tag#n` every RESEND seconds until `listener` gets one (settling ARP, IGMP
-        snooping and peer discovery); each copy is distinct for the relays' duplicate window."""
-        deadline = time.monotonic() + ARRIVAL
-        n = 0
-        while time.monotonic() < deadline:
-            n += 1
-            send(tag + b"#%d" % n)
-            left = min(RESEND, deadline - time.monotonic())
-            got = lab.receive(listener, left, lambda d, _s: d.startswith(tag))
-            if got is not None:
-                return got
-        return None
+        return lab.send_until_received(send, listener, tag, ARRIVAL, RESEND)
 
     def _quiet(self, *listeners: tuple[socket.socket, bytes]) -> list[bool]:
-        """For each (listener, tag): whether nothing starting with the tag arrived during one
-        shared QUIET window."""
+        """For each (listener, tag): whether nothing starting with its tag arrived during one
+        shared QUIET window (the tags differ, so each listener is read for its own)."""
         deadline = time.monotonic() + QUIET
-        out = []
-        for sock, tag in listeners:
-            got = lab.collect(sock, max(0.0, deadline - time.monotonic()))
-            out.append(not any(d.startswith(tag) for d, _ in got))
-        return out
+        return [
+            not lab.arrivals({"l": sock}, tag, max(0.0, deadline - time.monotonic()))
+            for sock, tag in listeners
+        ]
 
     # -- checks ---------------------------------------------------------------------------
 
@@ -387,10 +324,10 @@ class _Demo:
         app1, app2 = overlay.nodes[0].apps[0], overlay.nodes[1].apps[0]
         bcast1, bcast = vlans.vlans[1].broadcast, overlay.overlay.broadcast
         listeners = [
-            self._listen(vlans.router, GPS_PORT),  # the router's own address on VLAN 1
-            self._listen(v2.ns, GPS_PORT),
-            self._listen(overlay.nodes[0].relay.ns, PVA_PORT),  # another container on node 1
-            self._listen(app2.ns, PVA_PORT),
+            lab.udp_listener(vlans.router, GPS_PORT),  # the router's own address on VLAN 1
+            lab.udp_listener(v2.ns, GPS_PORT),
+            lab.udp_listener(overlay.nodes[0].relay.ns, PVA_PORT),  # another container on node 1
+            lab.udp_listener(app2.ns, PVA_PORT),
         ]
         try:
             tag = _tag("baseline")
@@ -418,13 +355,14 @@ class _Demo:
             outcome(node1_got, node2_quiet, f"{bcast}:{PVA_PORT}", "node 1", "node 2"),
         )
 
-    def _router_checks(self, vlans: lab.RoutedVlans, relay: _Relay) -> None:
+    def _router_checks(self, vlans: lab.RoutedVlans, relay: lab.RelayProcess) -> None:
         v1, v2 = vlans.hosts[1][0], vlans.hosts[2][0]
         bcast1, bcast2 = vlans.vlans[1].broadcast, vlans.vlans[2].broadcast
-        br2_mac = _link_mac(vlans.router, "br2")
-        gps2, other2, gps1 = (self._listen(v2.ns, GPS_PORT), self._listen(v2.ns, OTHER_PORT),
-                              self._listen(v1.ns, GPS_PORT))  # fmt: skip
-        video2 = self._group(v2.ns, VIDEO_GROUP, VIDEO_PORT)
+        br2_mac = lab.link_mac(vlans.router, "br2")
+        gps2 = lab.udp_listener(v2.ns, GPS_PORT)
+        other2 = lab.udp_listener(v2.ns, OTHER_PORT)
+        gps1 = lab.udp_listener(v1.ns, GPS_PORT)
+        video2 = lab.multicast_listener(v2.ns, VIDEO_GROUP, VIDEO_PORT)
         try:
             with lab.sniff(v2.ns) as wire2:
                 tag = _tag("gps")
@@ -446,7 +384,7 @@ class _Demo:
 
             tag = _tag("video")
             got = self._until_received(
-                lambda p: self._send_multicast(v1.ns, VIDEO_GROUP, VIDEO_PORT, p), video2, tag
+                lambda p: lab.send_multicast(v1.ns, VIDEO_GROUP, VIDEO_PORT, p), video2, tag
             )
             self._check(
                 got is not None and got[1] == v1.ip,
@@ -483,11 +421,11 @@ class _Demo:
         ):
             self._check(ok, passed, failed, relay)
 
-    def _swarm_checks(self, overlay: lab.SwarmOverlay, relay: _Relay) -> None:
+    def _swarm_checks(self, overlay: lab.SwarmOverlay, relay: lab.RelayProcess) -> None:
         app1, app2 = overlay.nodes[0].apps[0], overlay.nodes[1].apps[0]
         relay2 = overlay.nodes[1].relay
         bcast = overlay.overlay.broadcast
-        pva2, other2 = self._listen(app2.ns, PVA_PORT), self._listen(app2.ns, PVA_PORT + 1)
+        pva2, other2 = lab.udp_listener(app2.ns, PVA_PORT), lab.udp_listener(app2.ns, PVA_PORT + 1)
         try:
             with lab.sniff(app2.ns) as wire2:
                 tag = _tag("pva")
@@ -515,14 +453,5 @@ class _Demo:
         self._check(quiet, text, f"a broadcast to port {PVA_PORT + 1} reached node 2", relay)
 
 
-def _link_mac(ns: str, dev: str) -> str:
-    out = netns.run(["ip", "-o", "link", "show", "dev", dev], ns=ns).stdout.split()
-    return out[out.index("link/ether") + 1].lower()
-
-
-def _relay_env_vars() -> list[str]:
-    """Every environment variable `crosscast relay` reads, from its own parser."""
-    from crosscast.relay import settings
-
-    names = {getattr(a, "env_var", None) for a in settings.build_parser()._actions}
-    return sorted(n for n in names if n)
+def _tail(relay: lab.RelayProcess, lines: int = 8) -> str:
+    return "\n".join(f"      | {line}" for line in relay.last_lines(lines))

@@ -121,3 +121,57 @@ def test_describe_names_each_origin() -> None:
     assert any("mesh port" in line and "[command line]" in line for line in lines)
     assert any("log level" in line and "[env LOGLEVEL]" in line for line in lines)
     assert any("mesh format" in line and "[default]" in line for line in lines)
+
+
+def test_env_vars_are_every_variable_the_relay_reads() -> None:
+    # Whoever starts a relay unsets these (topology apply, the demo): a missing one would leak.
+    assert settings.env_vars() == (
+        "BDCAST_PORT",
+        "DISCOVERY_INTERVAL",
+        "EVENT_LOOP",
+        "LOGLEVEL",
+        "MESH_FORMAT",
+        "MESH_PORT",
+        "MESH_SECRET_FILE",
+        "METRICS_ADDRESS",
+        "METRICS_PORT",
+        "RCVBUF",
+        "RULES",
+        "RULES_FILE",
+        "SERVICENAME",
+        "TARGET_INTERFACE",
+    )
+
+
+@pytest.mark.parametrize(
+    ("contents", "problem"),
+    [
+        (None, "cannot read mesh secret file {path}: No such file or directory"),
+        (b"\n", "cannot read mesh secret file {path}: the secret is empty"),
+    ],
+    ids=["missing", "empty"],
+)
+def test_an_unusable_secret_file_is_one_problem(
+    tmp_path: Path, contents: bytes | None, problem: str
+) -> None:
+    path = tmp_path / "secret"
+    if contents is not None:
+        path.write_bytes(contents)
+    with pytest.raises(SettingsError) as e:
+        load(MESH_SECRET_FILE=str(path))
+    assert e.value.problems == [problem.format(path=path)]
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "origin"),
+    [
+        (["-m", "7300"], {}, "command line"),
+        (["--mesh-port=7300"], {}, "command line"),
+        ([], {"MESH_PORT": "7300"}, "env MESH_PORT"),
+        ([], {}, None),
+    ],
+)
+def test_sources_say_where_a_setting_came_from(
+    argv: list[str], env: dict[str, str], origin: str | None
+) -> None:
+    assert settings.load(argv, env).sources.get("mesh_port") == origin

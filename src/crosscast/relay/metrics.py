@@ -34,6 +34,11 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
         ("peer",),
         "datagrams that could not be sent, by peer",
     ),
+    "mesh_receive_errors": (
+        "crosscast_mesh_receive_errors_total",
+        (),
+        "errors reading the mesh socket (an ICMP error for an earlier send surfaces there)",
+    ),
     "send_errors": (
         "crosscast_send_errors_total",
         ("interface",),
