@@ -33,11 +33,9 @@ import time
 from pathlib import Path
 
 from crosscast.net import netns, ring
+from crosscast.net.bpf import DEFAULT_SNAPLEN, DROP_ALL, RET_K
+from crosscast.net.packet import AUXDATA_SPACE, open_packet_socket
 
-ETH_P_ALL = 0x0003  # linux/if_ether.h
-SOL_PACKET = 263  # linux/socket.h
-PACKET_AUXDATA = 8  # linux/if_packet.h
-AUXDATA_SPACE = socket.CMSG_SPACE(struct.calcsize("IIIHHHH"))
 MAC_A = bytes.fromhex("02000000000a")
 PAYLOAD = int(os.environ.get("RING_BENCH_PAYLOAD", "64"))  # children inherit --payload
 END = b"\xee" * 8  # payload prefix of the end-of-run marker frames
@@ -61,8 +59,9 @@ def cpu() -> float:
 
 
 def tx_socket() -> socket.socket:
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # protocol 0: receives nothing
-    s.bind(("eth0", 0))
+    """Bound to eth0 with protocol 0: it sends, and receives nothing."""
+    s = open_packet_socket("eth0", DROP_ALL, protocol=0, ignore_outgoing=False)
+    s.setblocking(True)
     return s
 
 
@@ -120,9 +119,12 @@ def blast(count: int, rate: float) -> None:
 
 
 def run_rx(method: str, ready: Path) -> dict[str, float]:
-    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-    s.bind(("eth0", ETH_P_ALL))
-    s.setblocking(False)
+    s = open_packet_socket(
+        "eth0",
+        ((RET_K, 0, 0, DEFAULT_SNAPLEN),),  # everything: IPv6 is off, nothing else talks
+        auxdata=method == "recvmsg",
+        buffer_size=None if method == "rxring" else 1 << 20,
+    )
     end_at = 14 + 28  # where the payload starts
     got = wakeups = 0
     poller = select.poll()
@@ -130,10 +132,6 @@ def run_rx(method: str, ready: Path) -> dict[str, float]:
     rx = None
     if method == "rxring":
         rx = ring.RxRing.attach(s)
-    else:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        if method == "recvmsg":
-            s.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
     buf = bytearray(65536)
     view = memoryview(buf)
     ready.write_text("ready")

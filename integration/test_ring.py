@@ -13,6 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from crosscast.net import netns, ring
+from crosscast.net.bpf import DEFAULT_SNAPLEN, DROP_ALL, RET_K
+from crosscast.net.packet import open_packet_socket
 from crosscast.net.ring import (
     PAGE_SIZE,
     TP_STATUS_CSUMNOTREADY,
@@ -24,7 +26,7 @@ from crosscast.net.ring import (
 
 pytestmark = pytest.mark.root
 
-ETH_P_ALL = 0x0003  # linux/if_ether.h
+ACCEPT_ALL = ((RET_K, 0, 0, DEFAULT_SNAPLEN),)
 ETH_P_TEST = 0x88B5  # IEEE 802 local experimental ethertype
 PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST = 0, 1, 2, 3  # if_packet.h
 MAC_A = bytes.fromhex("02000000000a")
@@ -51,24 +53,27 @@ def pair(prefix: str) -> tuple[str, str]:
     return a, b
 
 
-def packet_socket(ns: str, protocol: int) -> socket.socket:
-    """A packet socket on eth0 of `ns` (protocol 0: send only; the relay's opener is elsewhere)."""
+def packet_socket(ns: str, receive: bool) -> socket.socket:
+    """A packet socket on eth0 of `ns` from the relay's one opener: all frames, or none."""
     with netns.inside(ns):
-        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-    s.bind(("eth0", protocol))
+        if receive:
+            s = open_packet_socket("eth0", ACCEPT_ALL)
+        else:  # protocol 0: bound for sending, receives nothing
+            s = open_packet_socket("eth0", DROP_ALL, protocol=0, ignore_outgoing=False)
+    s.setblocking(True)
     return s
 
 
 @pytest.fixture
 def sender(pair: tuple[str, str]) -> Iterator[socket.socket]:
-    s = packet_socket(pair[0], 0)
+    s = packet_socket(pair[0], receive=False)
     yield s
     s.close()
 
 
 @pytest.fixture
 def receiver(pair: tuple[str, str]) -> Iterator[socket.socket]:
-    s = packet_socket(pair[1], ETH_P_ALL)
+    s = packet_socket(pair[1], receive=True)
     yield s
     s.close()
 
@@ -194,7 +199,7 @@ def test_tx_ring_frames_arrive_intact_and_in_order(
     pair: tuple[str, str], receiver: socket.socket
 ) -> None:
     rx = RxRing.attach(receiver)
-    tx_sock = packet_socket(pair[0], 0)
+    tx_sock = packet_socket(pair[0], receive=False)
     tx = TxRing.attach(tx_sock)
     sent = [numbered(n, size=60 + (n * 97) % 1455) for n in range(100)]
     for f in sent[:50]:

@@ -75,12 +75,15 @@ import socket
 import struct
 from dataclasses import dataclass
 
+from crosscast.net.packet import SOL_PACKET, TP_STATUS_CSUMNOTREADY
+
 __all__ = [
     "DEFAULT_RX_GEOMETRY",
     "DEFAULT_TX_GEOMETRY",
     "HEADER",
     "PAGE_SIZE",
     "RX_DATA_OFFSET",
+    "TP_STATUS_CSUMNOTREADY",
     "TX_DATA_OFFSET",
     "Geometry",
     "RxFrame",
@@ -91,7 +94,6 @@ __all__ = [
     "set_qdisc_bypass",
 ]
 
-SOL_PACKET = 263  # linux/socket.h
 PACKET_RX_RING = 5  # linux/if_packet.h
 PACKET_STATISTICS = 6  # linux/if_packet.h
 PACKET_VERSION = 10  # linux/if_packet.h
@@ -105,7 +107,6 @@ TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1 << 0  # the slot holds a frame for us
 TP_STATUS_COPY = 1 << 1  # too big for the slot, full copy queued on the socket (copy_thresh)
 TP_STATUS_LOSING = 1 << 2  # the kernel dropped frames since PACKET_STATISTICS was last read
-TP_STATUS_CSUMNOTREADY = 1 << 3  # checksum left to the NIC (a sender on this host, via veth)
 TP_STATUS_VLAN_VALID = 1 << 4  # tp_vlan_tci holds the 802.1Q tag stripped from the frame
 TP_STATUS_VLAN_TPID_VALID = 1 << 6  # tp_vlan_tpid holds its TPID
 TP_STATUS_CSUM_VALID = 1 << 7  # the checksum was verified by the NIC
