@@ -255,23 +255,48 @@ def _socket_of(sock: socket.socket | None) -> socket.socket:
     return sock
 
 
-class RxRing:
+class _Ring:
+    """What both rings are: a mapping laid out as a geometry, on a socket (None in tests)."""
+
+    _OPTION = 0  # PACKET_RX_RING or PACKET_TX_RING
+
+    def __init__(
+        self, mapping: mmap.mmap, geometry: Geometry, sock: socket.socket | None = None
+    ) -> None:
+        """A ring over `mapping` laid out as `geometry` (tests pass an anonymous mapping)."""
+        self.sock = sock
+        self.geometry = geometry
+        self._map = mapping
+        self._next = 0  # the slot we read or write next
+
+    def fileno(self) -> int:
+        """The socket's fd: readable while a frame waits in an RX ring, writable for a TX one."""
+        return _socket_of(self.sock).fileno()
+
+    def close(self) -> None:
+        """Unmap the ring and free it; the socket (the caller's) goes back to plain I/O."""
+        if self._map.closed:
+            return
+        self._map.close()
+        if self.sock is not None:
+            _unset_ring(self.sock, self._OPTION)
+
+
+class RxRing(_Ring):
     """A TPACKET_V2 receive ring on an open, bound AF_PACKET socket (the caller keeps the socket).
 
     `drain()` after each readiness event of `fileno()`; `close()` unmaps the ring and returns the
     socket to plain receives.
     """
 
+    _OPTION = PACKET_RX_RING
+
     def __init__(
         self, mapping: mmap.mmap, geometry: Geometry, sock: socket.socket | None = None
     ) -> None:
-        """A reader of `mapping` laid out as `geometry` (tests pass an anonymous mapping)."""
-        self.sock = sock
-        self.geometry = geometry
+        super().__init__(mapping, geometry, sock)
         self.truncated = 0  # frames longer than a slot, skipped
-        self.skipped = 0  # slots given up on (see _check_stall)
-        self._map = mapping
-        self._next = 0  # the slot the kernel fills next, as long as we release in order
+        self.skipped = 0  # slots given up on (see _gone)
         self._stalled = -1  # the slot the last drain stopped at while its successor was ready
 
     @classmethod
@@ -280,10 +305,6 @@ class RxRing:
         # Frames queued on the socket before the ring existed would keep poll() readable while
         # drain() finds nothing; packet_set_ring purges that queue as it switches to the ring.
         return cls(_map_ring(sock, PACKET_RX_RING, geometry), geometry, sock)
-
-    def fileno(self) -> int:
-        """The readiness signal: readable while a frame waits in the ring."""
-        return _socket_of(self.sock).fileno()
 
     def drain(self, limit: int = 0) -> list[RxFrame]:
         """Every frame ready in the ring (at most `limit`, 0 = one ring's worth), in arrival order.
@@ -340,15 +361,8 @@ class RxRing:
         self._stalled = i
         return False
 
-    def close(self) -> None:
-        if self._map.closed:
-            return
-        self._map.close()
-        if self.sock is not None:
-            _unset_ring(self.sock, PACKET_RX_RING)
 
-
-class TxRing:
+class TxRing(_Ring):
     """A TPACKET_V2 transmit ring on an open AF_PACKET socket bound to the egress interface.
 
     `queue()` frames (a copy into shared memory each, no system call), then `flush()` once: one
@@ -356,17 +370,15 @@ class TxRing:
     `_map_ring`); bound with protocol 0 it receives nothing, so it costs nothing on receive.
     """
 
+    _OPTION = PACKET_TX_RING
+
     def __init__(
         self, mapping: mmap.mmap, geometry: Geometry, sock: socket.socket | None = None
     ) -> None:
-        """A writer of `mapping` laid out as `geometry` (tests pass an anonymous mapping)."""
-        self.sock = sock
-        self.geometry = geometry
+        super().__init__(mapping, geometry, sock)
         self.full = 0  # frames refused because every slot was still in flight
         self.rejected = 0  # frames refused for their length
         self.pending = 0  # queued since the last flush
-        self._map = mapping
-        self._next = 0
 
     @classmethod
     def attach(cls, sock: socket.socket, geometry: Geometry = DEFAULT_TX_GEOMETRY) -> TxRing:
@@ -375,10 +387,6 @@ class TxRing:
         # rather than stopping the ring with TP_STATUS_WRONG_FORMAT until we notice.
         sock.setsockopt(SOL_PACKET, PACKET_LOSS, 1)
         return cls(_map_ring(sock, PACKET_TX_RING, geometry), geometry, sock)
-
-    def fileno(self) -> int:
-        """Writable when the kernel can take more (what `flush` waits for, if it must)."""
-        return _socket_of(self.sock).fileno()
 
     def queue(self, frame: bytes) -> bool:
         """Copy `frame` into the next free slot; False (and counted) when it does not fit."""
@@ -412,10 +420,3 @@ class TxRing:
         taken = _socket_of(self.sock).send(b"", socket.MSG_DONTWAIT)
         self.pending = 0
         return taken
-
-    def close(self) -> None:
-        if self._map.closed:
-            return
-        self._map.close()
-        if self.sock is not None:
-            _unset_ring(self.sock, PACKET_TX_RING)
