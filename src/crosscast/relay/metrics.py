@@ -80,6 +80,11 @@ COUNTERS: dict[str, Spec] = {
         (),
         "Errors reading the mesh socket (an ICMP error for an earlier send surfaces there).",
     ),
+    "decoded": Spec(
+        "crosscast_decoded_messages",
+        ("protocol", "kind"),
+        "Captured discovery messages decoded by --decode-pvaccess, by protocol and kind.",
+    ),
     "internal_errors": Spec(
         "crosscast_internal_errors",
         ("where",),

@@ -27,7 +27,7 @@ from typing import Any
 
 from crosscast.net.bpf import CaptureSpec, capture_program
 from crosscast.net.frames import LIMITED_BROADCAST
-from crosscast.relay import READY, metrics
+from crosscast.relay import READY, logformat, metrics, protocols, sdnotify
 from crosscast.relay import settings as config
 from crosscast.relay.capture import StartupError
 from crosscast.relay.discovery import Discovery
@@ -72,10 +72,13 @@ class Runtime:
         *,
         relay_id: int | None = None,
         clock: Callable[[], float] = time.time,
+        notifier: sdnotify.Notifier | None = None,
     ) -> None:
         self.settings = settings
         self.host = host
         self.clock = clock
+        self.notifier = notifier or sdnotify.Notifier(None)
+        self.decoder = protocols.DecodeLog() if settings.decode_pvaccess else None
         self.table = RuleTable(settings.rules)
         self.counters: Counter[tuple[str, ...]] = Counter()
         self.ports: dict[str, CapturePort] = {}
@@ -186,6 +189,10 @@ class Runtime:
             return
         now = self.clock()
         for frame, partial in frames:
+            if self.decoder is not None:
+                line = self.decoder.observe(frame, port.name, now)
+                if line is not None:
+                    log.info("%s", line)
             try:
                 self._execute(self.relay.on_capture(port.name, frame, now, csum_partial=partial))
             except Exception:  # noqa: BLE001 -- a packet must never kill the relay; counted
@@ -288,6 +295,8 @@ class Runtime:
         """What /metrics exports, copied from the counters only when it is scraped."""
         counters: Counter[tuple[str, ...]] = Counter(self.counters)
         counters.update(self.relay.counters)
+        if self.decoder is not None:
+            counters.update(self.decoder.counts)
         if self.mesh is not None:
             counters.update(self.mesh.counters)
         now = self.clock()
@@ -322,6 +331,7 @@ class Runtime:
             peers,
             type(loop).__module__.split(".")[0],
         )
+        self.notifier.ready(status=f"relaying on {ports}")
         async with asyncio.TaskGroup() as tg:
             tasks = [
                 tg.create_task(self._supervise("ticks", self._ticks)),
@@ -333,6 +343,7 @@ class Runtime:
                 tasks.append(tg.create_task(self._supervise("metrics", self._serve_metrics)))
             await stop.wait()
             log.info("stopping")
+            self.notifier.stopping()
             for task in tasks:
                 task.cancel()
         for port in self.ports.values():
@@ -347,12 +358,15 @@ def errno_name(e: OSError) -> str:
     return errno.errorcode.get(e.errno or 0, "oserror").lower()
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _configure_logging(level: str, log_format: str, environ: Mapping[str, str]) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    # Under journald (JOURNAL_STREAM names our stderr) the journal stamps each line itself.
+    try:
+        journal = logformat.stderr_is_journal(environ, sys.stderr.fileno())
+    except (OSError, ValueError):  # a stderr with no descriptor (captured by a test runner)
+        journal = False
+    handler.setFormatter(logformat.make_formatter(log_format, journal))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 def check_report(
@@ -417,10 +431,10 @@ def main(
         return 2
     if settings.check:
         return check(settings)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format, environ)
     try:
         loop_factory = _loop_factory(settings.event_loop)
-        runtime = Runtime(settings, host)
+        runtime = Runtime(settings, host, notifier=sdnotify.Notifier.from_environ(environ))
     except StartupError as e:
         print(f"crosscast relay: {e}", file=sys.stderr)
         return 2
