@@ -23,7 +23,7 @@ _SUBCOMMANDS = ("relay", "demo", "topology", "lease", "status")
 
 def _build_parser() -> argparse.ArgumentParser:
     from crosscast import demo
-    from crosscast.relay import status
+    from crosscast.relay import bench, status
     from crosscast.topology import cli as topology_cli
 
     parser = argparse.ArgumentParser(
@@ -37,6 +37,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.register(sub)
     topology_cli.register(sub)
     status.register(sub)
+    bench.register(sub)
     return parser
 
 
