@@ -132,9 +132,13 @@ def test_criteria_need_little_loss_and_a_low_p99() -> None:
     assert not c.passes(Delivery(1000, 1000, 1.0, 0, 0, 0, 0, None))
 
 
-def test_generator_bound_when_it_sent_clearly_less_than_offered() -> None:
-    assert generator_bound(_delivery(100_000, sent_share=0.9))
-    assert not generator_bound(_delivery(100_000, sent_share=0.99))
+def test_generator_bound_when_it_sent_clearly_less_than_offered_and_all_arrived() -> None:
+    assert generator_bound(_delivery(100_000, sent_share=0.8), passed=True)
+    assert not generator_bound(_delivery(100_000, sent_share=0.95), passed=True)
+
+
+def test_a_failing_system_is_the_limit_even_when_the_generator_fell_short() -> None:
+    assert not generator_bound(_delivery(100_000, sent_share=0.8), passed=False)
 
 
 def _run_search(search: RateSearch, capacity: int) -> list[int]:

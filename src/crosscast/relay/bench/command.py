@@ -274,7 +274,8 @@ def _delta(
 def _describe(d: Delivery) -> str:
     lat = d.latency
     p99 = f"p99 {lat.p99 / 1000:.2f} ms" if lat else "nothing arrived"
-    return f"{d.delivered_pps:,.0f} pps delivered, loss {d.loss * 100:.2f} %, {p99}"
+    drops = f", sink dropped {d.sink_drops:,}" if d.sink_drops else ""
+    return f"{d.delivered_pps:,.0f} pps delivered, loss {d.loss * 100:.2f} %, {p99}{drops}"
 
 
 class Bench:
@@ -313,9 +314,16 @@ class Bench:
         )
         time.sleep(settle)
         cpu1, rss = running.cpu(), running.rss()
-        running.sink.ask(f"stop {records}")
+        stopped = running.sink.ask(f"stop {records}")
         seqs, latencies = sink.read_records(records)
-        delivery = analyse(rate, int(sent["sent"]), float(sent["elapsed"]), seqs, latencies)
+        delivery = analyse(
+            rate,
+            int(sent["sent"]),
+            float(sent["elapsed"]),
+            seqs,
+            latencies,
+            int(stopped["socket_drops"]),
+        )
         alive = all(r.alive() for r in running.relays)
         return Trial(delivery, _delta(cpu1, cpu0), tuple(rss), alive)
 
@@ -348,7 +356,8 @@ class Bench:
             self.progress.status(f"{where}: search, offering {rate:,} pps")
             t = self._trial(running, size, rate, plan.trial_seconds, plan.settle_seconds)
             trials.append(t.delivery)
-            passed, limited = self.criteria.passes(t.delivery), generator_bound(t.delivery)
+            passed = self.criteria.passes(t.delivery)
+            limited = generator_bound(t.delivery, passed)
             if limited:  # the generator's own ceiling: count what it really offered
                 rate = min(rate, int(t.delivery.sent_pps))
             search.record(rate, passed, limited)

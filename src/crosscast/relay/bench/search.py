@@ -19,7 +19,9 @@ from crosscast.relay.bench.stats import Delivery
 
 MAX_LOSS = 0.001  # fraction: < 0.1 % lost
 MAX_P99_US = 10_000.0  # p99 <= 10 ms
-GENERATOR_SHORTFALL = 0.97  # a generator that sent < 97 % of the offered rate was the limit
+# A generator that sent < 90 % of the offered rate, while the system delivered what it did
+# send, was the limit. (On a loaded machine a trial may fall a few per cent short at any rate.)
+GENERATOR_SHORTFALL = 0.90
 
 
 @dataclass(frozen=True)
@@ -31,9 +33,10 @@ class Criteria:
         return d.latency is not None and d.loss < self.max_loss and d.latency.p99 <= self.max_p99_us
 
 
-def generator_bound(d: Delivery) -> bool:
-    """Whether the generator fell short of the offered rate in this trial."""
-    return d.sent_pps < GENERATOR_SHORTFALL * d.offered_pps
+def generator_bound(d: Delivery, passed: bool) -> bool:
+    """Whether the generator, not the system, limited this trial: it fell clearly short of the
+    offered rate and the system kept up with what it sent (a failing system is the limit)."""
+    return passed and d.sent_pps < GENERATOR_SHORTFALL * d.offered_pps
 
 
 @dataclass

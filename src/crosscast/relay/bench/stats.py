@@ -34,6 +34,7 @@ class Delivery:
     duplicates: int
     reordered: int  # frames that arrived after a frame with a higher sequence number
     latency: Latency | None  # None when nothing arrived
+    sink_drops: int = 0  # datagrams the sink's own socket dropped (SO_RXQ_OVFL): sink-bound
 
     @property
     def lost(self) -> int:
@@ -67,6 +68,7 @@ def analyse(
     seconds: float,
     seqs: Sequence[int],
     latencies_ns: Sequence[int],
+    sink_drops: int = 0,
 ) -> Delivery:
     """Summarise a trial from the sink's records (`seqs[i]` arrived with `latencies_ns[i]`)."""
     seen: set[int] = set()
@@ -101,6 +103,7 @@ def analyse(
         duplicates=duplicates,
         reordered=reordered,
         latency=latency,
+        sink_drops=sink_drops,
     )
 
 

@@ -44,6 +44,7 @@ READY = "ready"  # crosscast logs a line containing this once its sockets are op
 START_TIMEOUT = 20.0  # seconds for a relay to log READY (the machine may be loaded)
 ANSWER_TIMEOUT = 30.0  # seconds a worker may take to answer a command beyond its trial
 MESH_ON = ("overlay", "vlans")
+VXLAN_OVERHEAD = 50  # bytes: outer Ethernet, IPv4, UDP and VXLAN headers
 
 
 def why_not_here() -> str | None:
@@ -185,6 +186,23 @@ class Running:
         return [r.rss_mb() for r in self.relays]
 
 
+def _fit_overlay_mtu(overlay: lab.SwarmOverlay) -> None:
+    """Give the underlay room for 1500-byte overlay frames.
+
+    The lab's containers have MTU 1500 but its VXLAN device 1450 (1500 minus the 50-byte
+    encapsulation), so a mesh datagram carrying a 1400-byte payload frame (about 1470 bytes)
+    is dropped silently at vx0. Docker sets the containers' MTU to 1450 instead, so their
+    kernels fragment; here the underlay carries the extra 50 bytes, which keeps the 1400-byte
+    comparison about the relays and not about a lab's MTU mismatch.
+    """
+    underlay_mtu = str(1500 + VXLAN_OVERHEAD)
+    for node in overlay.nodes:
+        netns.run(["ip", "link", "set", f"u{node.index}", "mtu", underlay_mtu], ns=overlay.underlay)
+        netns.run(["ip", "link", "set", "ul0", "mtu", underlay_mtu], ns=node.ns)
+        netns.run(["ip", "link", "set", "vx0", "mtu", "1500"], ns=node.ns)
+        netns.run(["ip", "link", "set", "br-ov", "mtu", "1500"], ns=node.ns)
+
+
 class Testbed:
     """Both labs under one prefix; `start(system)` brings a system up, `stop` takes it down."""
 
@@ -211,6 +229,7 @@ class Testbed:
             self._overlay = lab.SwarmOverlay.build(
                 self.prefix, nodes=2, apps_per_node=1, base=OVERLAY_BASE
             )
+            _fit_overlay_mtu(self._overlay)
         return self._overlay
 
     def teardown(self) -> None:
