@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 from array import array
 from pathlib import Path
 
@@ -31,9 +32,22 @@ def test_stamped_frame_has_a_valid_udp_checksum(size: int, seq: int) -> None:
     frame = _stamped(size, seq, 1_700_000_000_123_456_789)
     parsed = frames.parse_udp_frame(frame)
     segment = frame[generator.ETH_UDP_OFFSET :]
-    (field,) = __import__("struct").unpack_from("!H", segment, 6)
-    assert field == frames.udp_checksum(parsed.src_ip, parsed.dst_ip, segment)
+    expected = frames.udp_checksum(parsed.src_ip, parsed.dst_ip, segment)
+    assert segment[6:8] == expected.to_bytes(2, "big")
     assert len(parsed.payload) == size
+
+
+def test_stamped_checksums_hold_for_many_random_headers() -> None:
+    rng = random.Random(8)
+    t = generator.build_template("02:00:0a:f1:01:0b", "10.241.1.11", "10.241.1.255", 5076, 64)
+    for _ in range(2000):
+        buf = bytearray(t.frame)
+        generator.stamp(buf, 0, t, rng.getrandbits(32), rng.getrandbits(64), rng.getrandbits(64))
+        parsed = frames.parse_udp_frame(bytes(buf))
+        segment = buf[generator.ETH_UDP_OFFSET :]
+        assert segment[6:8] == frames.udp_checksum(parsed.src_ip, parsed.dst_ip, segment).to_bytes(
+            2, "big"
+        )
 
 
 def test_stamped_frame_carries_run_sequence_and_send_time() -> None:

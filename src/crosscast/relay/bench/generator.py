@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import json
 import mmap
+import resource
 import socket
 import struct
 import sys
@@ -34,7 +35,6 @@ MAGIC = b"CCB1"
 # magic, run id, sequence number, send time (CLOCK_REALTIME ns): what the sink reads back.
 HEADER = struct.Struct("!4sIQQ")
 HEADER_LEN = HEADER.size  # 24 bytes, so the smallest payload the bench sends (64 B) has room
-_HEADER_WORDS = struct.Struct(f"!{HEADER_LEN // 2}H")
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("=I")  # tpacket2_hdr fields are host-endian
 
@@ -62,8 +62,8 @@ class Template:
     """One broadcast frame of the trial's size, and the checksum sum of its constant part."""
 
     frame: bytes
-    # One's-complement sum of the pseudo header and UDP segment with the header words and the
-    # checksum field zero; adding the header's words gives the whole segment's sum.
+    # One's-complement sum (modulo 0xFFFF) of the pseudo header and UDP segment with the magic
+    # in place, run id, sequence number and send time zero and the checksum field ignored.
     base_sum: int
 
     @property
@@ -83,7 +83,7 @@ def build_template(src_mac: str, src_ip: str, dst_ip: str, port: int, payload_le
         dst_ip=dst,
         src_port=port,
         dst_port=port,
-        payload=bytes(payload_len),
+        payload=MAGIC + bytes(payload_len - len(MAGIC)),
     )
     # The frame's checksum field is the complement of the whole sum; its complement is the sum.
     checksum: int = _U16.unpack_from(frame, ETH_UDP_OFFSET + 6)[0]
@@ -100,14 +100,12 @@ def stamp(
 ) -> None:
     """Write the bench header and the matching UDP checksum into the frame at `offset` of `buf`
     (which already holds a copy of `template.frame`)."""
-    header = HEADER.pack(MAGIC, run_id, seq, now_ns)
-    total = template.base_sum + sum(_HEADER_WORDS.unpack(header))
-    total = (total & 0xFFFF) + (total >> 16)
-    total = (total & 0xFFFF) + (total >> 16)
-    start = offset + PAYLOAD_OFFSET
-    buf[start : start + HEADER_LEN] = header
-    # RFC 768: a computed zero goes on the wire as 0xFFFF.
-    _U16.pack_into(buf, offset + ETH_UDP_OFFSET + 6, (0xFFFF - total) or 0xFFFF)
+    HEADER.pack_into(buf, offset + PAYLOAD_OFFSET, MAGIC, run_id, seq, now_ns)
+    # 2**16 is 1 modulo 0xFFFF, so an integer's 16-bit words sum to the integer itself modulo
+    # 0xFFFF: the header's fields add to the checksum as they are (the trick of frames.py).
+    # RFC 768: a sum of "negative zero" gives 0xFFFF, never 0 (0 would mean "no checksum").
+    total = template.base_sum + run_id + seq + now_ns
+    _U16.pack_into(buf, offset + ETH_UDP_OFFSET + 6, 0xFFFF - total % 0xFFFF)
 
 
 def due(rate: int, elapsed: float, total: int) -> int:
@@ -149,14 +147,15 @@ class TxRing:
         template = self.template
         if template is None:
             raise RuntimeError("load() a template first")
-        ring = self.ring
+        ring, slots, head, now_ns = self.ring, self.slots, self.head, time.time_ns
         for seq in range(first_seq, first_seq + count):
-            base = self.head * FRAME_SIZE
-            if _U32.unpack_from(ring, base)[0] != TP_STATUS_AVAILABLE:
+            slot = head * FRAME_SIZE
+            if _U32.unpack_from(ring, slot)[0] != TP_STATUS_AVAILABLE:
                 self.flush()
-            stamp(ring, base + TX_DATA_OFFSET, template, run_id, seq, time.time_ns())
-            _U32.pack_into(ring, base, TP_STATUS_SEND_REQUEST)
-            self.head = (self.head + 1) % self.slots
+            stamp(ring, slot + TX_DATA_OFFSET, template, run_id, seq, now_ns())
+            _U32.pack_into(ring, slot, TP_STATUS_SEND_REQUEST)
+            head = (head + 1) % slots
+        self.head = head
         self.flush()
 
     def flush(self) -> None:
@@ -172,6 +171,7 @@ def run_trial(ring: TxRing, run_id: int, rate: int, seconds: float) -> dict[str,
     """Send rate * seconds frames, paced in batches of what is due each millisecond."""
     total = max(1, round(rate * seconds))
     sent = 0
+    before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.monotonic()
     while sent < total:
         n = min(due(rate, time.monotonic() - start, total) - sent, MAX_BATCH)
@@ -181,7 +181,16 @@ def run_trial(ring: TxRing, run_id: int, rate: int, seconds: float) -> dict[str,
             continue
         next_at = start + sent / rate
         time.sleep(max(0.0, min(TICK, next_at - time.monotonic())))
-    return {"sent": sent, "elapsed": time.monotonic() - start}
+    elapsed = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    # The generator's own CPU: user space is its Python, system time mostly the kernel's work
+    # of carrying the broadcasts (in the sender's context, up to the receivers' sockets).
+    return {
+        "sent": sent,
+        "elapsed": elapsed,
+        "cpu_user": after.ru_utime - before.ru_utime,
+        "cpu_system": after.ru_stime - before.ru_stime,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
