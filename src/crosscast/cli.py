@@ -21,7 +21,7 @@ EXIT_USAGE = 2
 
 def _build_parser() -> argparse.ArgumentParser:
     from crosscast import demo
-    from crosscast.relay import status
+    from crosscast.relay import bench, status
     from crosscast.topology import cli as topology_cli
 
     parser = argparse.ArgumentParser(
@@ -35,6 +35,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.register(sub)
     topology_cli.register(sub)
     status.register(sub)
+    bench.register(sub)
     return parser
 
 

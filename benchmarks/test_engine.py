@@ -1,0 +1,67 @@
+"""The engine's cost per frame: capture -> emit (router), capture -> mesh, mesh -> emit."""
+
+from __future__ import annotations
+
+import pytest
+from pytest_benchmark.fixture import BenchmarkFixture
+
+from benchmarks.hotpath import (
+    ROUNDS,
+    SECRET,
+    SIZES,
+    clock,
+    distinct_frames,
+    mesh_relay,
+    router_relay,
+)
+from crosscast.relay.engine import Action, Emit, Relay, ToMesh
+
+Args = tuple[tuple[str, bytes, float], dict[str, object]]
+
+
+def _capture(benchmark: BenchmarkFixture, relay: Relay, iface: str, size: int) -> list[Action]:
+    """Time on_capture of distinct frames (built outside the timing); the last round's actions."""
+    frames, now = distinct_frames(size), clock()
+    last: list[Action] = []
+
+    def fresh() -> Args:
+        return (iface, next(frames), next(now)), {}
+
+    def capture(iface: str, data: bytes, t: float) -> None:
+        last[:] = relay.on_capture(iface, data, t)
+
+    benchmark.pedantic(  # type: ignore[no-untyped-call]  # pytest-benchmark is untyped
+        capture, setup=fresh, rounds=ROUNDS
+    )
+    return last
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_on_capture_router_mode(benchmark: BenchmarkFixture, size: int) -> None:
+    actions = _capture(benchmark, router_relay(), "br1", size)
+    assert [type(a) for a in actions] == [Emit]
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("secret", [None, SECRET], ids=["open", "secret"])
+def test_on_capture_to_mesh(benchmark: BenchmarkFixture, size: int, secret: bytes | None) -> None:
+    actions = _capture(benchmark, mesh_relay(1, secret), "eth0", size)
+    assert [type(a) for a in actions] == [ToMesh]
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("secret", [None, SECRET], ids=["open", "secret"])
+def test_on_mesh_to_emit(benchmark: BenchmarkFixture, size: int, secret: bytes | None) -> None:
+    sender, receiver = mesh_relay(1, secret), mesh_relay(2, secret)
+    times, frames = clock(), distinct_frames(size)
+
+    def fresh() -> tuple[tuple[bytes, float], dict[str, object]]:
+        # A distinct frame from the sending relay each round (a new envelope sequence number).
+        now = next(times)
+        (action,) = sender.on_capture("eth0", next(frames), now)
+        assert isinstance(action, ToMesh)
+        return (action.datagram, now), {}
+
+    benchmark.pedantic(  # type: ignore[no-untyped-call]  # pytest-benchmark is untyped
+        receiver.on_mesh, setup=fresh, rounds=ROUNDS
+    )
