@@ -1,0 +1,26 @@
+"""Crosscast envelopes on an authenticated mesh: CrosscastCodec(secret).decode, replay window.
+
+The input is several datagrams (fuzz.world.records), all decoded by one codec, so sequences of
+origins and sequence numbers reach the replay window. A fuzzer cannot forge HMAC tags, so each
+datagram is also decoded signed with the secret, as a peer holding it would send it.
+Contract: EnvelopeError (a ValueError) is bad input; anything else is a crash.
+"""
+
+import hashlib
+import hmac
+
+from crosscast.relay.envelope import CrosscastCodec, EnvelopeError
+from fuzz.world import NOW, SECRET, records
+
+EXPECTED = (EnvelopeError,)
+
+
+def one_input(data: bytes) -> None:
+    codec = CrosscastCodec(SECRET)
+    for datagram in records(data):
+        signed = datagram + hmac.new(SECRET, datagram, hashlib.sha256).digest()
+        for candidate in (datagram, signed):
+            try:
+                codec.decode(candidate, NOW)
+            except EnvelopeError:
+                pass

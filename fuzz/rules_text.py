@@ -1,0 +1,16 @@
+"""One-line forwarding rules (--rule, the RULES env var): relay/rules.py parse_rules_text, then
+the rule table and its printout, which every accepted rule set must survive.
+
+Contract: RuleError (a ValueError) is bad input; anything else is a crash.
+"""
+
+from crosscast.relay.rules import RuleError, RuleTable, format_rule_table, parse_rules_text
+from fuzz import text
+
+EXPECTED = (RuleError,)
+
+
+def one_input(data: bytes) -> None:
+    rules = parse_rules_text(text(data), "RULES")
+    RuleTable(rules)
+    format_rule_table(rules)
