@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fuzz import CORPUS, HERE, TARGETS
+from fuzz import CORPUS, HERE, SELFTEST, TARGETS
 
 # libFuzzer's status lines: "#123456	DONE   cov: 179 ft: 195 corp: 13/903b ..."
 _STATUS = re.compile(r"^#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)/", re.MULTILINE)
@@ -55,11 +56,26 @@ def libfuzzer_args(args: argparse.Namespace, artifacts: Path) -> list[str]:
     ]
 
 
+def wrapper(target: str, path: Path) -> str:
+    """An executable that runs `target`: libFuzzer re-runs its argv[0] to merge corpora."""
+    path.write_text(
+        f'#!/bin/sh\nCROSSCAST_FUZZ_ARGV0="$0" exec {shlex.quote(sys.executable)} '
+        f'{shlex.quote(str(HERE / "run.py"))} {target} "$@"\n'
+    )
+    path.chmod(0o755)
+    return str(path)
+
+
 def run_target(target: str, args: argparse.Namespace, work: Path) -> Result:
-    corpus, artifacts, log = work / target / "corpus", work / target / "artifacts", work / target / "log"
-    shutil.copytree(CORPUS / target, corpus)
+    corpus, artifacts, log = (
+        work / target / "corpus",
+        work / target / "artifacts",
+        work / target / "log",
+    )
+    shutil.copytree(args.corpus_root / target, corpus)
     artifacts.mkdir()
-    cmd = [sys.executable, str(HERE / "run.py"), target, *libfuzzer_args(args, artifacts), str(corpus)]
+    run = wrapper(target, work / target / "run")
+    cmd = [run, *libfuzzer_args(args, artifacts), str(corpus)]
     start = time.monotonic()
     with log.open("wb") as out:
         rc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
@@ -72,7 +88,7 @@ def run_target(target: str, args: argparse.Namespace, work: Path) -> Result:
         execs = int(executed[-1])
     result = Result(target, execs, seconds, cov, ft, corp, rc, sorted(artifacts.iterdir()), log)
     if result.ok and args.update_corpus:
-        merge = [sys.executable, str(HERE / "run.py"), target, "-merge=1", str(CORPUS / target), str(corpus)]
+        merge = [run, "-merge=1", str(args.corpus_root / target), str(corpus)]
         subprocess.run(merge, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     return result
 
@@ -88,15 +104,24 @@ def report(r: Result) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/fuzz", description=__doc__.splitlines()[0])
-    parser.add_argument("targets", nargs="*", metavar="TARGET", help=f"default: all of {', '.join(TARGETS)}")
+    parser.add_argument(
+        "targets", nargs="*", metavar="TARGET", help=f"default: all of {', '.join(TARGETS)}"
+    )
     parser.add_argument("--seconds-per-target", type=int, default=60, metavar="N")
     parser.add_argument("--timeout", type=int, default=5, help="seconds one input may take (hang)")
     parser.add_argument("--rss-limit-mb", type=int, default=1024)
     parser.add_argument("--max-len", type=int, default=4096, help="longest input, in bytes")
-    parser.add_argument("--update-corpus", action="store_true", help="merge new coverage into fuzz/corpus")
-    parser.add_argument("--work-dir", type=Path, help="keep logs and corpora here (default: a temporary dir)")
+    parser.add_argument(
+        "--update-corpus", action="store_true", help="merge new coverage into fuzz/corpus"
+    )
+    parser.add_argument(
+        "--corpus-root", type=Path, default=CORPUS, help="seeds: DIR/TARGET/ (default: fuzz/corpus)"
+    )
+    parser.add_argument(
+        "--work-dir", type=Path, help="keep logs and corpora here (default: a temporary dir)"
+    )
     args = parser.parse_args(argv)
-    unknown = [t for t in args.targets if t not in TARGETS]
+    unknown = [t for t in args.targets if t not in (*TARGETS, SELFTEST)]
     if unknown:
         parser.error(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(TARGETS)}")
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="crosscast-fuzz-"))
@@ -109,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         if not r.ok:
             print("\n".join(r.log.read_text(errors="replace").splitlines()[-40:]))
             for path in r.reproducers:
-                print(f"{r.target}: reproducer {path}  (replay: python fuzz/run.py {r.target} {path})")
+                print(
+                    f"{r.target}: reproducer {path}  (replay: python fuzz/run.py {r.target} {path})"
+                )
     failed = [r for r in results if not r.ok]
     total = sum(r.executions for r in results)
     seconds = sum(r.seconds for r in results)

@@ -7,14 +7,15 @@ and what matters here is the paths through crosscast's own loaders (PyYAML is fu
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
-import atheris
+import atheris  # type: ignore[import-untyped]  # ships no type hints
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import fuzz  # noqa: E402  (needs the repository root on sys.path first)
+import fuzz  # (needs the repository root on sys.path first)
 
 
 def main() -> None:
@@ -24,7 +25,10 @@ def main() -> None:
     fuzz.quiet_but_checked_logging()  # before the relay is built: it caches the debug level
     with atheris.instrument_imports(include=["crosscast"]):
         module = fuzz.load(target)
-    atheris.Setup(sys.argv, fuzz.checked(module))
+    # libFuzzer re-runs argv[0] for -merge (scripts/fuzz --update-corpus), -fork and -jobs: the
+    # campaign's wrapper script names itself here, since this file is not executable alone.
+    argv = [os.environ.get("CROSSCAST_FUZZ_ARGV0", sys.argv[0]), *sys.argv[1:]]
+    atheris.Setup(argv, fuzz.checked(module))
     atheris.Fuzz()
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import shutil
-from pathlib import Path
 
 from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.inet import IP, UDP
@@ -29,7 +28,9 @@ SENDER = mac_from_str("02:00:00:00:01:0b")
 BCAST = b"\xff" * 6
 
 
-def udp(dst: str, port: int, payload: bytes = b"search", src: str = "10.0.1.11", **kw: int) -> bytes:
+def udp(
+    dst: str, port: int, payload: bytes = b"search", src: str = "10.0.1.11", **kw: int
+) -> bytes:
     dst_mac = BCAST if not dst.startswith("233.") else bytes.fromhex("01005e36 0cea")
     return build_udp_frame(
         src_mac=SENDER,
@@ -183,7 +184,13 @@ def corpus() -> dict[str, dict[str, bytes]]:
     ss = {f"ss-{k}": snowsignal(v) for k, v in fr.items()}
     cap = {f"eth0-{k}": b"\0" + v for k, v in fr.items()}
     cap |= {f"eth1-partial-{k}": b"\3" + v for k, v in fr.items()}
-    cap |= {"probe": b"\0" + probe(9), "probe-own": b"\0" + probe(1), "probe-signed": b"\0" + probe(9, SECRET)}
+    cap |= {
+        "probe": b"\0" + probe(9),
+        "probe-own": b"\0" + probe(1),
+        "probe-signed": b"\0" + probe(9, SECRET),
+    }
+    twice = plain["frame-multicast-22001"]
+    topologies = sorted(ROOT.glob("examples/topology-*.yaml"))
     replayed = pack(signed["frame-limited-broadcast-5076"], signed["frame-limited-broadcast-5076"])
     return {
         "envelope_crosscast": plain,
@@ -195,14 +202,14 @@ def corpus() -> dict[str, dict[str, bytes]]:
         "engine_mesh": {f"plain-{k}": b"\0" + pack(v) for k, v in plain.items()}
         | {f"ss-{k}": b"\0" + pack(v) for k, v in ss.items()}
         | {f"signed-{k}": b"\1" + pack(v) for k, v in signed.items()}
-        | {"plain-twice": b"\0" + pack(plain["frame-multicast-22001"], plain["frame-multicast-22001"]),
-           "from-self": b"\2" + pack(*plain.values()), "signed-replayed": b"\1" + replayed},
+        | {"plain-twice": b"\0" + pack(twice, twice), "from-self": b"\2" + pack(*plain.values()),
+           "signed-replayed": b"\1" + replayed},
         "dhcp_reply": dhcp_replies(),
         "dhcp_frame": dhcp_frames(),
         "arp_frame": arp_frames(),
         "rules_text": {k: v.encode() for k, v in RULE_LINES.items()},
         "rules_yaml": rules_yaml(),
-        "topology_yaml": {p.stem: p.read_bytes() for p in sorted(ROOT.glob("examples/topology-*.yaml"))},
+        "topology_yaml": {p.stem: p.read_bytes() for p in topologies},
     }  # fmt: skip
 
 
