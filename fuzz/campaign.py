@@ -22,10 +22,10 @@ from pathlib import Path
 
 from fuzz import CORPUS, HERE, SELFTEST, TARGETS
 
-# libFuzzer's status lines: "#123456	DONE   cov: 179 ft: 195 corp: 13/903b ..."
-_STATUS = re.compile(r"^#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)/", re.MULTILINE)
+# libFuzzer's status lines: "#123456	DONE   cov: 179 ft: 195 corp: 13/903b ...", and with -fork
+# (--keep-going) "#123456: cov: 179 ft: 195 corp: 13 exec/s: ..."
+_STATUS = re.compile(r"^#(\d+):?\s+(?:\w+\s+)?cov: (\d+) ft: (\d+) corp: (\d+)", re.MULTILINE)
 _EXECUTED = re.compile(r"^stat::number_of_executed_units: (\d+)", re.MULTILINE)
-_ARTIFACT = re.compile(r"(?:Test unit written to|artifact_prefix.*?) (\S+)")
 
 
 @dataclass
@@ -53,6 +53,12 @@ def libfuzzer_args(args: argparse.Namespace, artifacts: Path) -> list[str]:
         f"-max_len={args.max_len}",
         f"-artifact_prefix={artifacts}/",
         "-print_final_stats=1",
+        # A forked child fuzzes while the parent records each crash and carries on.
+        *(
+            ["-fork=1", "-ignore_crashes=1", "-ignore_timeouts=1", "-ignore_ooms=1"]
+            if args.keep_going
+            else []
+        ),
     ]
 
 
@@ -95,7 +101,12 @@ def run_target(target: str, args: argparse.Namespace, work: Path) -> Result:
 
 def report(r: Result) -> str:
     rate = r.executions / r.seconds if r.seconds else 0.0
-    verdict = "ok" if r.ok else f"FAILED (exit {r.returncode})"
+    if r.ok:
+        verdict = "ok"
+    elif r.reproducers:
+        verdict = f"FAILED: {len(r.reproducers)} reproducer(s)"
+    else:
+        verdict = f"FAILED (exit {r.returncode})"
     return (
         f"{r.target:22} {r.executions:>11,} execs {rate:>8,.0f}/s  cov {r.cov:>5}  ft {r.ft:>5}  "
         f"corpus {r.corpus:>5}  {verdict}"
@@ -111,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=5, help="seconds one input may take (hang)")
     parser.add_argument("--rss-limit-mb", type=int, default=1024)
     parser.add_argument("--max-len", type=int, default=4096, help="longest input, in bytes")
+    parser.add_argument(
+        "--keep-going", action="store_true", help="record every crash and hang, do not stop at one"
+    )
     parser.add_argument(
         "--update-corpus", action="store_true", help="merge new coverage into fuzz/corpus"
     )

@@ -331,6 +331,16 @@ def test_yaml_bad_indentation_is_reported_at_its_line() -> None:
         load_rules_yaml("rules:\n  - name: gps\n   from: eth0\n", "rules.yaml")
 
 
+# Found by the fuzzer (fuzz/rules_yaml.py, issue 9): PyYAML composes recursively, one level of
+# Python stack per nesting level, so about 500 "[" in a rules file make `crosscast relay --check`
+# (and a reload) die with a traceback. Not fixed on this branch: rules.py is being restructured.
+# The fix: catch RecursionError next to yaml.YAMLError in load_rules_yaml. Then drop the xfail.
+@pytest.mark.xfail(raises=RecursionError, strict=True, reason="fuzz finding, issue 9")
+def test_yaml_nested_too_deeply_is_an_error_not_a_crash() -> None:
+    with pytest.raises(RuleError):
+        load_rules_yaml("[" * 1000, "deep.yaml")
+
+
 def test_yaml_empty_file_is_an_error() -> None:
     with pytest.raises(RuleError, match=r"^f\.yaml:1: empty file"):
         load_rules_yaml("# nothing\n", "f.yaml")
