@@ -182,12 +182,15 @@ def corpus() -> dict[str, dict[str, bytes]]:
         f"{k}-to-sign": v[:-32] for k, v in signed.items()
     }
     ss = {f"ss-{k}": snowsignal(v) for k, v in fr.items()}
-    cap = {f"eth0-{k}": b"\0" + v for k, v in fr.items()}
-    cap |= {f"eth1-partial-{k}": b"\3" + v for k, v in fr.items()}
+    cap = {f"eth0-{k}": b"\0" + pack(b"\0" + v) for k, v in fr.items()}
+    cap |= {f"eth1-partial-{k}": b"\2" + pack(b"\3" + v) for k, v in fr.items()}
+    one = fr["limited-broadcast-5076"]
     cap |= {
-        "probe": b"\0" + probe(9),
-        "probe-own": b"\0" + probe(1),
-        "probe-signed": b"\0" + probe(9, SECRET),
+        "probe-then-frames": b"\0" + pack(b"\0" + probe(9), *(b"\0" + v for v in fr.values())),
+        "probe-low-id-then-frame": b"\0" + pack(b"\0" + probe(0), b"\0" + one),
+        "probe-own": b"\0" + pack(b"\0" + probe(1)),
+        "probe-signed": b"\1" + pack(b"\1" + probe(9, SECRET), b"\1" + probe(9, SECRET)),
+        "same-frame-twice": b"\0" + pack(*[b"\0" + fr["multicast-22001"]] * 2),
     }
     twice = plain["frame-multicast-22001"]
     topologies = sorted(ROOT.glob("examples/topology-*.yaml"))
