@@ -103,6 +103,18 @@ def test_bad_configuration_is_one_line(argv: list[str], env: dict[str, str], mes
     assert all("\n" not in p for p in e.value.problems)
 
 
+# Found while fuzzing the rules file (issue 9): _read_rules_file decodes with the locale's encoding
+# and catches only OSError, so a rules file that is not UTF-8 is a UnicodeDecodeError traceback,
+# not one line. Not fixed on this branch (settings.py is being restructured): read it with
+# encoding="utf-8", UnicodeDecodeError becomes a RuleError naming the file. Then drop the xfail.
+@pytest.mark.xfail(raises=UnicodeDecodeError, strict=True, reason="fuzz finding, issue 9")
+def test_rules_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_bytes(b"rules: []\n# \xff\xfe\n")
+    with pytest.raises(SettingsError, match=r"rules\.yaml"):
+        load("--rules-file", str(path))
+
+
 def test_secret_with_snowsignal_format_is_refused(tmp_path: Path) -> None:
     secret = tmp_path / "secret"
     secret.write_text("s3cret\n")

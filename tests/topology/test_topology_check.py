@@ -375,6 +375,17 @@ def test_deeply_nested_file_is_reported_not_a_crash() -> None:
         parse_topology("[" * 1000, "deep.yaml")
 
 
+# Found while fuzzing (issue 9): load_topology catches only OSError around read_text, so a file
+# that is not UTF-8 is a UnicodeDecodeError traceback from `topology check`, not FILE:LINE. Not
+# fixed on this branch (load.py is being restructured). Then drop the xfail.
+@pytest.mark.xfail(raises=UnicodeDecodeError, strict=True, reason="fuzz finding, issue 9")
+def test_file_that_is_not_utf8_is_reported_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_bytes(b"vlans: []\n# \xff\xfe\n")
+    with pytest.raises(TopologyErrors):
+        load_topology(path)
+
+
 def test_verify_without_run_verify_says_not_available(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
