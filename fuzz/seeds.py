@@ -205,6 +205,7 @@ def corpus() -> dict[str, dict[str, bytes]]:
         "engine_mesh": {f"plain-{k}": b"\0" + pack(v) for k, v in plain.items()}
         | {f"ss-{k}": b"\0" + pack(v) for k, v in ss.items()}
         | {f"signed-{k}": b"\1" + pack(v) for k, v in signed.items()}
+        | {f"to-sign-{k}": b"\5" + pack(v) for k, v in unsigned_for_secret.items()}
         | {"plain-twice": b"\0" + pack(twice, twice), "from-self": b"\2" + pack(*plain.values()),
            "signed-replayed": b"\1" + replayed},
         "dhcp_reply": dhcp_replies(),
