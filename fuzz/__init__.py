@@ -39,6 +39,7 @@ TARGETS = (
     "rules_text",
     "rules_yaml",
     "topology_yaml",
+    "protocols",
 )
 
 

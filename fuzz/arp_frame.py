@@ -5,7 +5,7 @@ Contract: ValueError is bad input; anything else is a crash.
 
 import ipaddress
 
-from crosscast.topology import dhcp
+from crosscast.topology.leases import dhcp
 
 EXPECTED = (ValueError,)
 PROBED = ipaddress.IPv4Address("10.0.1.7")

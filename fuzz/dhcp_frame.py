@@ -1,12 +1,13 @@
-"""Frames the lease client captures (topology/leases.py): dhcp.parse_udp_frame, then parse_reply.
+"""Frames the lease client captures (topology/leases/client.py): dhcp.parse_reply_frame.
 
-Contract: ValueError is bad input; anything else is a crash.
+Contract: ValueError (FrameError from the framing, or parse_reply's) is bad input; anything else
+is a crash.
 """
 
-from crosscast.topology import dhcp
+from crosscast.topology.leases import dhcp
 
 EXPECTED = (ValueError,)
 
 
 def one_input(data: bytes) -> None:
-    dhcp.parse_reply(dhcp.parse_udp_frame(data).payload)
+    dhcp.parse_reply_frame(data)

@@ -4,7 +4,8 @@ the rule table and its printout, which every accepted rule set must survive.
 Contract: RuleError (a ValueError) is bad input; anything else is a crash.
 """
 
-from crosscast.relay.rules import RuleError, RuleTable, format_rule_table, parse_rules_text
+from crosscast.relay.ruleindex import RuleTable
+from crosscast.relay.rules import RuleError, format_rule_table, parse_rules_text
 from fuzz import text
 
 EXPECTED = (RuleError,)

@@ -3,7 +3,8 @@
 Contract: RuleError (a ValueError) is bad input; anything else is a crash.
 """
 
-from crosscast.relay.rules import RuleError, RuleTable, format_rule_table, load_rules_yaml
+from crosscast.relay.ruleindex import RuleTable
+from crosscast.relay.rules import RuleError, format_rule_table, load_rules_yaml
 from fuzz import text
 
 EXPECTED = (RuleError,)

@@ -2,15 +2,17 @@
 
 Frames come from net.frames.build_udp_frame (and scapy for IP options and fragments), envelopes
 from the relay's own codec in both formats, with and without a secret, DHCP replies from scapy
-(as tests/topology/test_dhcp.py builds them), rules from the rule tests and examples/, topologies
-from examples/. Seeds are named for what they are; libFuzzer adds its own (sha1) names when
-scripts/fuzz --update-corpus merges new coverage in.
+(as tests/topology/leases/test_dhcp.py does), rules from the rule tests and examples/, topologies
+from examples/, PVA and CA discovery from tests/relay/data (p4p and caproto captures). Seeds are
+named for what they are; libFuzzer adds its own (sha1) names when scripts/fuzz --update-corpus
+merges new coverage in.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import shutil
+import struct
 
 from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.inet import IP, UDP
@@ -19,7 +21,7 @@ from scapy.layers.l2 import ARP, Ether
 from crosscast.net.frames import build_udp_frame, ip_from_str, mac_from_str
 from crosscast.relay.envelope import KIND_FRAME, KIND_PROBE, CrosscastCodec, Envelope
 from crosscast.relay.envelope import encode_snowsignal as snowsignal
-from crosscast.topology import dhcp
+from crosscast.topology.leases import dhcp
 from fuzz import CORPUS, TARGETS
 from fuzz.world import MESH_PORT, NOW, SECRET, pack
 
@@ -95,7 +97,7 @@ def envelopes(secret: bytes | None) -> dict[str, bytes]:
 
 
 def dhcp_replies() -> dict[str, bytes]:
-    mac = dhcp.mac_to_bytes("02:11:22:33:44:55")
+    mac = mac_from_str("02:11:22:33:44:55")
 
     def reply(message_type: str, *extra: tuple[object, ...]) -> bytes:
         options: list[object] = [("message-type", message_type), *extra, "end"]
@@ -123,13 +125,19 @@ def dhcp_replies() -> dict[str, bytes]:
 
 
 def dhcp_frames() -> dict[str, bytes]:
-    server = ipaddress.IPv4Address("10.0.1.3")
-    out = {}
-    for name, message in dhcp_replies().items():
-        d = dhcp.Datagram("02:aa:bb:cc:dd:ee", "ff:ff:ff:ff:ff:ff", server,
-                          dhcp.LIMITED_BROADCAST, 67, 68, message)  # fmt: skip
-        out[name] = dhcp.build_udp_frame(d)
-    return out
+    """The replies above as the server frames them to the client port."""
+    return {
+        name: build_udp_frame(
+            src_mac=mac_from_str("02:aa:bb:cc:dd:ee"),
+            dst_mac=BCAST,
+            src_ip=ip_from_str("10.0.1.3"),
+            dst_ip=ip_from_str("255.255.255.255"),
+            src_port=dhcp.SERVER_PORT,
+            dst_port=dhcp.CLIENT_PORT,
+            payload=message,
+        )
+        for name, message in dhcp_replies().items()
+    }
 
 
 def arp_frames() -> dict[str, bytes]:
@@ -174,6 +182,27 @@ def rules_yaml() -> dict[str, bytes]:
     return out
 
 
+def discovery_payloads() -> dict[str, bytes]:
+    """Real PVA and CA discovery datagrams (tests/relay/data, captured from p4p and caproto) and
+    the variants the protocol tests build: little-endian, control message first, several names."""
+    out = {p.stem: p.read_bytes() for p in sorted((ROOT / "tests/relay/data").glob("*.bin"))}
+    body = struct.pack("<I", 7) + b"\x81\0\0\0" + bytes(16) + struct.pack("<H", 5075)
+    body += b"\x01\x03tcp" + struct.pack("<H", 2)
+    for cid, name in enumerate(["a:b", "c:d"]):
+        body += struct.pack("<I", cid) + bytes([len(name)]) + name.encode()
+    out["pva-search-little-endian"] = struct.pack("<BBBBI", 0xCA, 2, 0, 3, len(body)) + body
+    control = struct.pack(">BBBBI", 0xCA, 2, 0x81, 0x02, 1234)
+    out["pva-control-then-search"] = control + out["pva-search"]
+    out["ca-two-searches"] = (
+        out["ca-search"] + struct.pack(">HHHHII", 6, 8, 5, 13, 2, 2) + b"abc:def\0"
+    )
+    out["ca-beacon"] = struct.pack(">HHHHI", 13, 0, 5064, 0, 42) + bytes([10, 0, 1, 5])
+    out["ca-search-reply"] = (
+        struct.pack(">HHHHII", 6, 8, 5064, 0, 0xFFFFFFFF, 1) + b"\0\x0d" + bytes(6)
+    )
+    return out
+
+
 def corpus() -> dict[str, dict[str, bytes]]:
     """Target -> seed name -> seed bytes."""
     fr = frames()
@@ -214,6 +243,7 @@ def corpus() -> dict[str, dict[str, bytes]]:
         "rules_text": {k: v.encode() for k, v in RULE_LINES.items()},
         "rules_yaml": rules_yaml(),
         "topology_yaml": {p.stem: p.read_bytes() for p in topologies},
+        "protocols": discovery_payloads(),
     }  # fmt: skip
 
 

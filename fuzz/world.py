@@ -8,7 +8,8 @@ import hmac
 from crosscast.net.frames import ip_from_str, mac_from_str
 from crosscast.relay.engine import Interface, Relay
 from crosscast.relay.envelope import CrosscastCodec
-from crosscast.relay.rules import RuleTable, parse_rules_text
+from crosscast.relay.ruleindex import RuleTable
+from crosscast.relay.rules import parse_rules_text
 
 NOW = 1_800_000_000.0  # every target runs at this instant: inputs replay the same way
 SECRET = b"fuzzing secret"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import secrets
+import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +26,8 @@ from pathlib import Path
 import pytest
 
 from crosscast.net import netns
+from crosscast.net.frames import parse_udp_frame
+from crosscast.topology.leases.link import PacketLink
 from crosscast.topology.model import mac_for_name
 
 pytestmark = [pytest.mark.root]
@@ -297,3 +300,18 @@ def test_an_address_in_use_is_declined(lab: DhcpLab) -> None:
     assert env["CROSSCAST_IP"] != str(POOL_START)
     assert f"{POOL_START} is already in use by {squatter_mac}: declined" in proc.stderr
     assert f"DHCPDECLINE of {POOL_START}" in lab.wait_log("DHCPDECLINE of")
+
+
+def test_the_links_kernel_filter_passes_the_client_port_only(lab: DhcpLab) -> None:
+    link = PacketLink("br0", lab.host)
+    try:
+        with netns.inside(lab.router), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            s.sendto(b"not for a DHCP client", (str(SUBNET.broadcast_address), 5076))
+            s.sendto(b"for the client port", (str(SUBNET.broadcast_address), 68))
+        frame = link.recv(timeout=5.0)
+    finally:
+        link.close()
+    assert frame is not None
+    f = parse_udp_frame(frame)
+    assert (f.dst_port, f.payload) == (68, b"for the client port")

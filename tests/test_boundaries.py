@@ -29,11 +29,13 @@ PURE_CORE = (
     "crosscast.relay.peers",
     "crosscast.net.frames",
     "crosscast.net.bpf",
+    "crosscast.yamlfile",
 )
 PURE_CORE_PREFIXES = ("crosscast.relay.ruleindex",)  # a module or a package of that name
 IO_MODULES = ("socket", "asyncio", "logging", "os", "subprocess")
 RELAY_SHELL = tuple(
-    f"crosscast.relay.{m}" for m in ("service", "capture", "mesh", "metrics", "settings", "status")
+    f"crosscast.relay.{m}"
+    for m in ("service", "capture", "mesh", "metrics", "settings", "status", "host", "discovery")
 )
 LAB = "crosscast.lab"
 LAB_USERS = ("crosscast.demo", LAB, "crosscast.relay.bench", "crosscast.bench")

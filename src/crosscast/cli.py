@@ -18,8 +18,6 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
-_SUBCOMMANDS = ("relay", "demo", "topology", "lease", "status")
-
 
 def _build_parser() -> argparse.ArgumentParser:
     from crosscast import demo

@@ -1,8 +1,7 @@
-"""Unit tests of crosscast.net.bpf: what the capture program accepts, proved by its interpreter."""
+"""Unit tests of crosscast.net.bpf: what the capture and lease programs accept, by interpreter."""
 
 from __future__ import annotations
 
-import ctypes
 import socket
 import struct
 import sys
@@ -21,8 +20,10 @@ from crosscast.net.bpf import (
     assemble,
     capture_program,
     run_program,
+    udp_port_program,
 )
 from crosscast.net.frames import ETH_P_CROSSCAST_PROBE, LIMITED_BROADCAST, ip_from_str
+from crosscast.net.packet import attach_filter
 
 SNAPLEN = 0x40000
 DIRECTED = "10.0.1.255"
@@ -274,18 +275,69 @@ def test_assemble_rejects_a_jump_over_255() -> None:
         assemble([(0x15, 256, 0, 1), (0x06, 0, 0, 0)])
 
 
+# --- the lease client's program: ARP, and IPv4 UDP to one port ---------------------------------
+
+ETH_P_ARP = 0x0806  # linux/if_ether.h
+LEASE = udp_port_program(68, ethertypes=[ETH_P_ARP])
+
+
+def test_udp_to_the_port_is_accepted_whatever_its_destination() -> None:
+    assert accepts(udp_frame(dst="255.255.255.255", dport=68), LEASE)
+    assert accepts(udp_frame(dst="10.0.1.100", dport=68), LEASE)
+
+
+def test_udp_to_another_port_is_rejected() -> None:
+    assert not accepts(udp_frame(dport=67), LEASE)
+    assert not accepts(udp_frame(dport=5076), LEASE)
+
+
+def test_extra_ethertype_is_accepted_whole() -> None:
+    assert accepts(bytes(Ether() / ARP()), LEASE)
+    assert not accepts(bytes(Ether() / ARP()), udp_port_program(68))
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pytest.param(udp_frame(dport=68, flags="MF"), id="first-fragment"),
+        pytest.param(udp_frame(dport=68, frag=10), id="later-fragment"),
+        pytest.param(bytes(Ether() / IP(dst="10.0.1.100") / TCP(dport=68)), id="tcp"),
+        pytest.param(bytes(Ether() / IPv6() / UDP(dport=68)), id="ipv6"),
+        pytest.param(probe_frame(), id="probe"),
+    ],
+)
+def test_lease_program_rejects(frame: bytes) -> None:
+    assert not accepts(frame, LEASE)
+
+
+def test_lease_program_finds_the_port_after_ip_options() -> None:
+    assert accepts(udp_frame(dport=68, options=[IPOption_NOP()] * 4), LEASE)
+
+
+def test_lease_program_is_kernel_shaped() -> None:
+    assert_kernel_shaped(LEASE)
+
+
+@pytest.mark.parametrize("bad", [-1, 65536])
+def test_bad_port_raises(bad: int) -> None:
+    with pytest.raises(ValueError, match="port range"):
+        udp_port_program(bad)
+
+
+def test_bad_ethertype_raises() -> None:
+    with pytest.raises(ValueError, match="EtherType"):
+        udp_port_program(68, ethertypes=[0x10000])
+
+
 def test_interpreter_rejects_unknown_opcode() -> None:
     with pytest.raises(ValueError, match="opcode"):
         run_program([(0x07, 0, 0, 0)], udp_frame())  # tax: not emitted here
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="SO_ATTACH_FILTER is Linux")
-def test_kernel_accepts_the_program() -> None:
+@pytest.mark.parametrize("program", [capture_program(SPEC), LEASE, list(DROP_ALL)])
+def test_kernel_accepts_the_program(program: list[Instruction]) -> None:
     # Attaching a classic filter to an unbound UDP socket needs no privilege and runs the
     # kernel's checker on it; nothing is sent or received.
-    program = capture_program(SPEC)
-    blob = ctypes.create_string_buffer(assemble(program))
-    fprog = struct.pack("HL", len(program), ctypes.addressof(blob))
-    so_attach_filter = 26  # asm-generic/socket.h
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, so_attach_filter, fprog)
+        attach_filter(sock, program)

@@ -1,4 +1,4 @@
-"""Unit tests of crosscast.net.frames: parse, classify, rewrite, checksums. Pure; scapy frames."""
+"""Unit tests of crosscast.net.frames: parse, classify, rewrite, build, probes, checksums. Pure."""
 
 from __future__ import annotations
 
@@ -14,21 +14,26 @@ from scapy.packet import Packet
 from crosscast.net.frames import (
     BROADCAST_MAC,
     ETH_HLEN,
+    ETH_P_CROSSCAST_PROBE,
     LIMITED_BROADCAST,
     MAX_FRAME_LEN,
     FrameError,
+    ProbeFrame,
     UdpFrame,
     broadcast_address,
+    build_probe_frame,
     build_udp_frame,
     fingerprint,
     ip_checksum,
     ip_from_str,
     ip_to_str,
     is_multicast,
+    is_probe_frame,
     looks_like_directed_broadcast,
     mac_from_str,
     mac_to_str,
     multicast_mac,
+    parse_probe_frame,
     parse_udp_frame,
     rewrite_for_egress,
     udp_checksum,
@@ -451,6 +456,63 @@ def test_built_frame_has_valid_checksums_and_parses() -> None:
         out, BROADCAST_MAC, RELAY_MAC, ip_from_str(SENDER_IP), LIMITED_BROADCAST, 7, 20,
         40000, 5076, pkt[UDP].chksum,
     )  # fmt: skip
+
+
+def test_built_frame_carries_the_type_of_service() -> None:
+    out = build_udp_frame(
+        src_mac=RELAY_MAC,
+        dst_mac=BROADCAST_MAC,
+        src_ip=0,
+        dst_ip=LIMITED_BROADCAST,
+        src_port=68,
+        dst_port=67,
+        payload=b"dhcp",
+        tos=0x10,
+    )
+    pkt = Ether(out)
+    assert pkt[IP].tos == 0x10
+    assert (pkt[IP].chksum, pkt[UDP].chksum) == rebuilt_checksums(out)
+
+
+# --- segment probes ---------------------------------------------------------------------------
+
+
+def test_probe_frame_is_a_broadcast_of_the_probe_ethertype() -> None:
+    out = build_probe_frame(RELAY_MAC, b"envelope")
+    pkt = Ether(out)
+    assert (pkt.dst, pkt.src, pkt.type) == ("ff:ff:ff:ff:ff:ff", mac_to_str(RELAY_MAC), 0x88B5)
+    assert bytes(pkt.payload) == b"envelope"
+    assert ETH_P_CROSSCAST_PROBE == 0x88B5
+
+
+def test_probe_frame_round_trips() -> None:
+    out = build_probe_frame(RELAY_MAC, b"envelope")
+    assert is_probe_frame(out)
+    assert parse_probe_frame(out) == ProbeFrame(RELAY_MAC, b"envelope")
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (bytes(Ether(type=ETH_P_CROSSCAST_PROBE))[:13], "short"),
+        (bytes(udp_packet()), "not-probe"),
+        (bytes(Ether(type=ETH_P_CROSSCAST_PROBE)) + bytes(MAX_FRAME_LEN), "too-long"),
+    ],
+)
+def test_parse_probe_frame_rejects(frame: bytes, reason: str) -> None:
+    with pytest.raises(FrameError) as exc:
+        parse_probe_frame(frame)
+    assert exc.value.reason == reason
+
+
+def test_udp_and_short_frames_are_not_probes() -> None:
+    assert not is_probe_frame(bytes(udp_packet()))
+    assert not is_probe_frame(b"\x88\xb5")
+
+
+def test_probe_frame_needs_a_six_byte_mac() -> None:
+    with pytest.raises(ValueError, match="6 bytes"):
+        build_probe_frame(b"\x02" * 5, b"")
 
 
 def test_mac_text_round_trips() -> None:

@@ -1,17 +1,17 @@
 """`crosscast relay --check` against golden files: stdout, stderr and exit status of each case.
 
-Every case runs the real command line in a subprocess from the repository root, with a
-controlled environment (PATH, PYTHONPATH pointing at the package under test, and the case's own
-variables; nothing else), so the output is the same on every machine. No root is needed.
+Every case runs the relay's real entry point (`service.main`) from the repository root with a
+controlled environment (only the case's own variables), so the output is the same on every
+machine. No root is needed.
 
---check validates that the rules' interfaces exist, and reads them from socket.if_nameindex(),
-which `service.check()` offers no way to inject. So that the golden files do not depend on this
-machine's interfaces, a bootstrap gives the subprocess a fixed host: lo, eth0, eth2 and eth3 (the
-fire-truck router container's interfaces) and then calls the real `crosscast.cli.main`. One case
-runs `python -m crosscast` untouched, with rules on `lo` only.
+--check validates that the rules' interfaces exist, and asks the service's `Host` for them. So
+that the golden files do not depend on this machine's interfaces, the cases pass a fake host
+through that seam (`main(argv, environ=..., host=...)`): lo, eth0, eth2 and eth3, the fire-truck
+router container's interfaces. One case runs `python -m crosscast relay` in a subprocess,
+untouched, with rules on `lo` only.
 
 Regenerate deliberately, then review the diff:
-    CROSSCAST_REGEN_GOLDEN=1 .venv/bin/pytest tests/test_check_golden.py
+    CROSSCAST_REGEN_GOLDEN=1 .venv/bin/pytest tests/relay/test_check_golden.py
 """
 
 from __future__ import annotations
@@ -20,13 +20,16 @@ import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 import crosscast
+from crosscast.relay import service
+
+from .fakes import FakeHost
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "check"
@@ -36,12 +39,6 @@ PACKAGE_PARENT = Path(crosscast.__file__).resolve().parent.parent
 REGEN = os.environ.get("CROSSCAST_REGEN_GOLDEN") == "1"
 
 FAKE_INTERFACES = ("lo", "eth0", "eth2", "eth3")
-BOOTSTRAP = f"""\
-import socket, sys
-socket.if_nameindex = lambda: list(enumerate({FAKE_INTERFACES!r}, 1))
-from crosscast.cli import main
-raise SystemExit(main(["relay", *sys.argv[1:]]))
-"""
 
 
 @dataclass(frozen=True)
@@ -50,6 +47,13 @@ class Case:
     args: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
     fake_host: bool = True  # False: plain `python -m crosscast relay`, this machine's interfaces
+
+
+@dataclass(frozen=True)
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
 def rules(*texts: str) -> tuple[str, ...]:
@@ -129,19 +133,33 @@ CASES = (
 )
 
 
-def run_check(case: Case) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(PACKAGE_PARENT)}
-    env.update(case.env)
-    if case.fake_host:
-        argv = [sys.executable, "-c", BOOTSTRAP, *case.args]
-    else:
+@pytest.fixture
+def run_check(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[[Case], Result]:
+    """Run a case: in this process with the fake host, or as `python -m crosscast relay`."""
+    monkeypatch.chdir(ROOT)  # rule files are named relative to the repository root
+
+    def run(case: Case) -> Result:
+        if case.fake_host:
+            capsys.readouterr()
+            status = service.main(
+                case.args, environ=dict(case.env), host=FakeHost(names=FAKE_INTERFACES)
+            )
+            out, err = capsys.readouterr()
+            return Result(status, out, err)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(PACKAGE_PARENT)}
+        env.update(case.env)
         argv = [sys.executable, "-m", "crosscast", "relay", *case.args]
-    return subprocess.run(
-        argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+        proc = subprocess.run(
+            argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
 
 
-def render(case: Case, proc: subprocess.CompletedProcess[str]) -> str:
+def render(case: Case, proc: Result) -> str:
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(case.env.items()))
     host = (
         f"# host interfaces: {', '.join(FAKE_INTERFACES)}"
@@ -158,7 +176,9 @@ def render(case: Case, proc: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_check_output_matches_the_golden_file(case: Case) -> None:
+def test_check_output_matches_the_golden_file(
+    case: Case, run_check: Callable[[Case], Result]
+) -> None:
     proc = run_check(case)
     got = render(case, proc)
     path = GOLDEN / f"{case.name}.out"
@@ -208,7 +228,10 @@ def test_check_output_matches_the_golden_file(case: Case) -> None:
     ],
 )
 def test_check_reports_every_problem_at_once(
-    args: tuple[str, ...], env: dict[str, str], expected: list[str]
+    args: tuple[str, ...],
+    env: dict[str, str],
+    expected: list[str],
+    run_check: Callable[[Case], Result],
 ) -> None:
     # "One line per problem": a user fixing a configuration should not discover its mistakes
     # one --check at a time.

@@ -11,7 +11,8 @@ import pytest
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
-from crosscast.relay.peers import Discovery, DnsResolver, PeerChange, select_peers
+from crosscast.relay.discovery import Discovery, DnsResolver
+from crosscast.relay.peers import PeerChange, select_peers
 
 OWN = "10.0.9.1"
 

@@ -103,16 +103,16 @@ def test_bad_configuration_is_one_line(argv: list[str], env: dict[str, str], mes
     assert all("\n" not in p for p in e.value.problems)
 
 
-# Found while fuzzing the rules file (issue 9): _read_rules_file decodes with the locale's encoding
-# and catches only OSError, so a rules file that is not UTF-8 is a UnicodeDecodeError traceback,
-# not one line. Not fixed on this branch (settings.py is being restructured): read it with
-# encoding="utf-8", UnicodeDecodeError becomes a RuleError naming the file. Then drop the xfail.
-@pytest.mark.xfail(raises=UnicodeDecodeError, strict=True, reason="fuzz finding, issue 9")
+# Found while fuzzing the rules file (issue 9): it was read with the locale's encoding and only
+# OSError was caught, so a file that is not UTF-8 was a UnicodeDecodeError traceback.
 def test_rules_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
     path = tmp_path / "rules.yaml"
     path.write_bytes(b"rules: []\n# \xff\xfe\n")
-    with pytest.raises(SettingsError, match=r"rules\.yaml"):
+    with pytest.raises(SettingsError) as e:
         load("--rules-file", str(path))
+    assert e.value.problems == [
+        f"rules file {path} is not UTF-8 text (invalid start byte at byte 12)"
+    ]
 
 
 def test_secret_with_snowsignal_format_is_refused(tmp_path: Path) -> None:
@@ -133,3 +133,60 @@ def test_describe_names_each_origin() -> None:
     assert any("mesh port" in line and "[command line]" in line for line in lines)
     assert any("log level" in line and "[env LOGLEVEL]" in line for line in lines)
     assert any("mesh format" in line and "[default]" in line for line in lines)
+
+
+def test_env_vars_are_every_variable_the_relay_reads() -> None:
+    # Whoever starts a relay unsets these (topology apply, the demo): a missing one would leak.
+    assert settings.env_vars() == (
+        "BDCAST_PORT",
+        "DECODE_PVACCESS",
+        "DISCOVERY_INTERVAL",
+        "EVENT_LOOP",
+        "LOGLEVEL",
+        "LOG_FORMAT",
+        "MESH_FORMAT",
+        "MESH_PORT",
+        "MESH_SECRET_FILE",
+        "METRICS_ADDRESS",
+        "METRICS_PORT",
+        "PEERS_DNS",
+        "RCVBUF",
+        "RULES",
+        "RULES_FILE",
+        "SERVICENAME",
+        "TARGET_INTERFACE",
+    )
+
+
+@pytest.mark.parametrize(
+    ("contents", "problem"),
+    [
+        (None, "cannot read mesh secret file {path}: No such file or directory"),
+        (b"\n", "cannot read mesh secret file {path}: the secret is empty"),
+    ],
+    ids=["missing", "empty"],
+)
+def test_an_unusable_secret_file_is_one_problem(
+    tmp_path: Path, contents: bytes | None, problem: str
+) -> None:
+    path = tmp_path / "secret"
+    if contents is not None:
+        path.write_bytes(contents)
+    with pytest.raises(SettingsError) as e:
+        load(MESH_SECRET_FILE=str(path))
+    assert e.value.problems == [problem.format(path=path)]
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "origin"),
+    [
+        (["-m", "7300"], {}, "command line"),
+        (["--mesh-port=7300"], {}, "command line"),
+        ([], {"MESH_PORT": "7300"}, "env MESH_PORT"),
+        ([], {}, None),
+    ],
+)
+def test_sources_say_where_a_setting_came_from(
+    argv: list[str], env: dict[str, str], origin: str | None
+) -> None:
+    assert settings.load(argv, env).sources.get("mesh_port") == origin

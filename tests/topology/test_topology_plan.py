@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from crosscast.cli import main
+from crosscast.relay.rules import parse_rule_text
 from crosscast.topology import apply
 from crosscast.topology.apply import execute, is_done, perform
 from crosscast.topology.load import load_topology
-from crosscast.topology.model import RelayRule, Topology
+from crosscast.topology.model import Topology
 from crosscast.topology.plan import (
     AddNamespace,
     DaemonRunning,
@@ -70,6 +71,14 @@ def test_netns_layout_names_namespaces_prefix_plus_name(seeds: Topology) -> None
         "p-host",
     ]
     assert layout.state_dir == "/run/crosscast/p-"
+
+
+@pytest.mark.parametrize("prefix", ["p-", None])
+def test_plan_has_each_step_once(seeds: Topology, prefix: str | None, tmp_path: Path) -> None:
+    # plan_apply is put together from named parts; none may repeat another's step.
+    plan = plan_apply(seeds, layout_for(seeds, prefix, state_root=str(tmp_path)))
+    steps = [s.description for s in plan if isinstance(s, Step)]
+    assert len(steps) == len(set(steps))
 
 
 def test_netns_plan_creates_every_namespace_it_destroys(seeds: Topology) -> None:
@@ -357,7 +366,10 @@ def test_netns_plan_starts_the_relay_in_the_router_with_the_rendered_rules(
     assert start.ready == "ready"
     assert start.args == relay_identity(layout_for(seeds, "p-"))
     # Settings come from its command line and rules file, not from whoever runs apply.
-    assert {"RULES", "RULES_FILE", "TARGET_INTERFACE", "MESH_PORT"} <= set(start.unset_env)
+    from crosscast.relay.settings import env_vars
+
+    assert start.inherit_env is not None
+    assert not set(env_vars()) & set(start.inherit_env)
     # Running already with these rules: nothing to do; rules written since it started: restart.
     assert step.done == DaemonRunning(start.pidfile, "crosscast relay", rules, start.args)
     assert stop == StopDaemon(start.pidfile, "crosscast relay", start.args)
@@ -375,7 +387,7 @@ def test_the_relay_starts_once_the_router_and_its_rules_file_are_there(seeds: To
 def test_a_rule_that_uses_the_mesh_starts_the_relay_with_a_mesh_port(seeds: Topology) -> None:
     meshed = dataclasses.replace(
         seeds,
-        relay_rules=(*seeds.relay_rules, RelayRule("out", "vlan1", ("mesh",), ports=("5076",))),
+        relay_rules=(*seeds.relay_rules, parse_rule_text("out from vlan1 to mesh port 5076", "t")),
     )
     start = _relay_step(plan_apply(meshed, layout_for(meshed, "p-"))).actions[1]
     assert isinstance(start, StartDaemon)

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from crosscast.relay.rules import Rule, parse_rule_text
 from crosscast.topology import verify
 from crosscast.topology.load import load_topology
-from crosscast.topology.model import RelayRule, Topology
+from crosscast.topology.model import Topology
 
 IPv4 = ipaddress.IPv4Address
 IPv4Network = ipaddress.IPv4Network
@@ -223,15 +224,17 @@ def test_with_the_seeds_relay_exactly_its_rules_cross_and_nothing_else() -> None
     assert all(r.expected for r in rows if " to VLAN " not in r.why)
 
 
-def _with_rules(*rules: RelayRule) -> Topology:
-    return dataclasses.replace(load_topology(SEEDS), relay_rules=rules)
+def _with_rules(*rules: str) -> Topology:
+    """The seeds with these one-line relay rules (VLAN names where the relay has interfaces)."""
+    parsed: tuple[Rule, ...] = tuple(parse_rule_text(r, "test") for r in rules)
+    return dataclasses.replace(load_topology(SEEDS), relay_rules=parsed)
 
 
 def test_the_port_and_group_no_rule_names_are_derived_from_the_rules() -> None:
     lay = verify.layout_of(
         _with_rules(
-            RelayRule("a", "vlan1", ("vlan2",), ports=("5000-5003",), broadcast=True),
-            RelayRule("b", "vlan2", ("vlan1",), groups=("233.54.12.235:5005", "233.54.12.236")),
+            "a from vlan1 to vlan2 port 5000-5003 broadcast",
+            "b from vlan2 to vlan1 group 233.54.12.235:5005,233.54.12.236",
         )
     )
     assert (lay.quiet_port, lay.quiet_group) == (5004, IPv4("233.54.12.237"))
@@ -245,11 +248,9 @@ def test_the_port_and_group_no_rule_names_are_derived_from_the_rules() -> None:
 
 def test_a_rule_crosses_verify_traffic_only_on_its_own_ports_and_groups() -> None:
     topology = _with_rules(
-        RelayRule("pva", "vlan1", ("vlan2",), ports=("5076",), broadcast=True),
-        RelayRule(
-            "group-elsewhere", "vlan1", ("vlan2",), ports=("5000",), groups=(str(verify.GROUP),)
-        ),
-        RelayRule("to-mesh", "vlan2", ("mesh",), ports=("5000",), broadcast=True),
+        "pva from vlan1 to vlan2 port 5076 broadcast",
+        f"group-elsewhere from vlan1 to vlan2 port 5000 group {verify.GROUP}",
+        "to-mesh from vlan2 to mesh port 5000 broadcast",
     )
     # `group-elsewhere` relays the group on port 5000 only, and broadcast not at all.
     assert verify.crossings_of_relay_rules(topology) == [

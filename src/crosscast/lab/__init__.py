@@ -33,7 +33,6 @@ from crosscast.lab.probes import (
 from crosscast.lab.procs import spawn, stop, wait_for_log, wait_until
 from crosscast.lab.registry import teardown, teardown_all, unique_prefix
 from crosscast.lab.relays import (
-    READY,
     RelayProcess,
     relay_env_vars,
     rule_args,
@@ -60,6 +59,7 @@ from crosscast.lab.topologies import (
     link_mac,
     mac_for,
 )
+from crosscast.relay import READY
 
 __all__ = [
     "DOCKER_DNS",

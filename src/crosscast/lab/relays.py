@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crosscast.lab import procs
+from crosscast.relay import READY  # the relay logs a line containing it once its sockets are open
 
-READY = "ready"  # the relay logs a line containing this once its sockets are open
 START_TIMEOUT = 15.0  # seconds for a relay to log READY
 
 
@@ -54,12 +54,11 @@ class RelayProcess:
         procs.wait_for_log(self.log, READY, timeout, self.proc)
 
 
-def relay_env_vars() -> list[str]:
+def relay_env_vars() -> tuple[str, ...]:
     """Every environment variable `crosscast relay` reads, from its own parser."""
     from crosscast.relay import settings  # the lab itself needs no relay unless it starts one
 
-    names = {getattr(a, "env_var", None) for a in settings.build_parser()._actions}
-    return sorted(n for n in names if n)
+    return settings.env_vars()
 
 
 def spawn_relay(

@@ -1,8 +1,9 @@
-"""Classic BPF programs for the capture sockets: assemble, pack, and interpret.
+"""Classic BPF programs for the packet sockets: assemble, pack, and interpret.
 
-This module owns the kernel-side filter that lets the relay wake up only for frames it will
-relay. It is pure: it builds lists of `struct sock_filter` tuples and packs them; attaching them
-(SO_ATTACH_FILTER, the drop-all / drain / real-filter dance) belongs to the capture module.
+This module owns the kernel-side filters that let a packet socket wake up only for frames it
+wants: the relay's capture filter (`capture_program`) and the lease client's (`udp_port_program`).
+It is pure: it builds lists of `struct sock_filter` tuples and packs them; attaching them
+(SO_ATTACH_FILTER, the drop-all / drain / real-filter dance) belongs to crosscast.net.packet.
 `run_program` is a small interpreter for the opcodes emitted here, so tests can prove what a
 program accepts without sockets or privileges.
 
@@ -27,6 +28,7 @@ __all__ = [
     "assemble",
     "capture_program",
     "run_program",
+    "udp_port_program",
 ]
 
 Instruction = tuple[int, int, int, int]  # (code, jt, jf, k): struct sock_filter
@@ -78,6 +80,7 @@ _ADDRS_PER_BLOCK = 128  # destinations sharing one port block; keeps their jumps
 _U32_MAX = 0xFFFFFFFF
 
 DROP_ALL: tuple[Instruction, ...] = ((RET_K, 0, 0, 0),)
+DEFAULT_SNAPLEN = 0x40000  # what tcpdump -dd returns for an accepted frame: all of it
 
 
 PortRanges = tuple[tuple[int, int], ...]
@@ -143,7 +146,52 @@ def _port_block(ranges: list[tuple[int, int]], snaplen: int) -> list[Instruction
     return block
 
 
-def capture_program(spec: CaptureSpec, snaplen: int = 0x40000) -> list[Instruction]:
+def _accept_ethertype(ethertype: int, snaplen: int) -> list[Instruction]:
+    """With the EtherType in A: accept a frame of `ethertype` whole, else go on."""
+    if not 0 <= ethertype <= 0xFFFF:
+        raise ValueError(f"bad EtherType: {ethertype}")
+    return [(JMP_JEQ_K, 0, 1, ethertype), (RET_K, 0, 0, snaplen)]
+
+
+# With the EtherType in A: fall through for unfragmented IPv4 UDP, reject the rest. Only a
+# first-and-only fragment has the UDP header we match on; fragments are rejected here (the
+# parsers would drop them anyway).
+_UNFRAGMENTED_UDP: tuple[Instruction, ...] = (
+    # IPv4 only (ETH_P_ALL sockets see everything on the wire).
+    (JMP_JEQ_K, 0, 4, ETH_P_IP),  # not IPv4 -> the ret #0 below
+    # UDP only.
+    (LD_B_ABS, 0, 0, OFF_IP_PROTO),  # ldb [23]
+    (JMP_JEQ_K, 0, 2, IPPROTO_UDP),
+    (LD_H_ABS, 0, 0, OFF_IP_FRAG),  # ldh [20]
+    (JMP_JSET_K, 0, 1, IP_MF_OFFMASK),  # MF or offset set -> ret #0
+    (RET_K, 0, 0, 0),
+)
+
+
+def _check_snaplen(snaplen: int) -> None:
+    if not 0 < snaplen <= _U32_MAX:
+        raise ValueError(f"bad snaplen: {snaplen}")
+
+
+def udp_port_program(
+    port: int, *, ethertypes: Sequence[int] = (), snaplen: int = DEFAULT_SNAPLEN
+) -> list[Instruction]:
+    """Accept frames of `ethertypes` whole and unfragmented IPv4 UDP to `port`; reject the rest.
+
+    The lease client's filter is `udp_port_program(68, ethertypes=[ETH_P_ARP])`: what
+    `tcpdump -dd 'arp or (ip and udp dst port 68)'` accepts, minus IPv4 fragments (a first
+    fragment included), which the parsers reject anyway.
+    """
+    _check_snaplen(snaplen)
+    prog: list[Instruction] = [(LD_H_ABS, 0, 0, OFF_ETHERTYPE)]  # ldh [12]
+    for ethertype in ethertypes:
+        prog += _accept_ethertype(ethertype, snaplen)
+    prog += _UNFRAGMENTED_UDP
+    prog += _port_block(_merge_ranges(((port, port),)), snaplen)
+    return prog
+
+
+def capture_program(spec: CaptureSpec, snaplen: int = DEFAULT_SNAPLEN) -> list[Instruction]:
     """The filter for one capture socket; returns snaplen for frames to relay, 0 otherwise.
 
     Accepted: crosscast probe frames (if `spec.accept_probes`), and unfragmented IPv4 UDP
@@ -151,8 +199,7 @@ def capture_program(spec: CaptureSpec, snaplen: int = 0x40000) -> list[Instructi
     `spec.broadcast_ports`, or a group of `spec.groups` with a dst port in that group's ranges.
     Raises ValueError for bad ranges or addresses, or a program the kernel would refuse.
     """
-    if not 0 < snaplen <= _U32_MAX:
-        raise ValueError(f"bad snaplen: {snaplen}")
+    _check_snaplen(snaplen)
 
     # One destination address -> the merged port ranges it is relayed on. A group listed twice,
     # or an address that is both (absurd, but harmless), gets the union.
@@ -174,22 +221,9 @@ def capture_program(spec: CaptureSpec, snaplen: int = 0x40000) -> list[Instructi
     prog: list[Instruction] = [(LD_H_ABS, 0, 0, OFF_ETHERTYPE)]  # ldh [12]
     if spec.accept_probes:
         # Segment probes between relays: an EtherType of their own, accepted whole.
-        prog.append((JMP_JEQ_K, 0, 1, ETH_P_CROSSCAST_PROBE))
-        prog.append((RET_K, 0, 0, snaplen))
-    prog += [
-        # IPv4 only (ETH_P_ALL sockets see everything on the wire).
-        (JMP_JEQ_K, 0, 4, ETH_P_IP),  # not IPv4 -> the ret #0 below
-        # UDP only.
-        (LD_B_ABS, 0, 0, OFF_IP_PROTO),  # ldb [23]
-        (JMP_JEQ_K, 0, 2, IPPROTO_UDP),
-        # Only a first-and-only fragment has the UDP header we match on; fragments are
-        # rejected here (the parser would drop them anyway).
-        (LD_H_ABS, 0, 0, OFF_IP_FRAG),  # ldh [20]
-        (JMP_JSET_K, 0, 1, IP_MF_OFFMASK),  # MF or offset set -> ret #0
-        (RET_K, 0, 0, 0),
-        # The IPv4 destination selects the port block.
-        (LD_W_ABS, 0, 0, OFF_IP_DST),  # ld [30]
-    ]
+        prog += _accept_ethertype(ETH_P_CROSSCAST_PROBE, snaplen)
+    prog += _UNFRAGMENTED_UDP
+    prog.append((LD_W_ABS, 0, 0, OFF_IP_DST))  # ld [30]: the IPv4 destination selects the block
     for ranges, addrs in by_ranges.items():
         block = _port_block(list(ranges), snaplen)
         if len(block) > _MAX_JUMP:

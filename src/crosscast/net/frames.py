@@ -1,8 +1,10 @@
-"""Ethernet/IPv4/UDP frames: parse, classify, rewrite for egress, checksums.
+"""Ethernet/IPv4/UDP frames: parse, classify, rewrite for egress, build, checksums.
 
-This module owns the byte layout of the frames the relay captures and emits. It is pure: no
-sockets, no I/O, no logging, no clock. Malformed input raises `FrameError`, whose `reason` is a
-short label the caller counts and drops with.
+This module is the one codec of the Ethernet/IPv4/UDP frames crosscast captures and emits: the
+relay's hot path, the relays' segment probes (EtherType 0x88B5) and the DHCP client's frames
+(`crosscast lease`) all use it. It is pure: no sockets, no I/O, no logging, no clock. Malformed
+input raises `FrameError` (a ValueError), whose `reason` is a short label the caller counts and
+drops with.
 
 It runs once or twice per relayed packet, so it works on `bytes` with `struct` and int addresses
 (never `ipaddress` objects), and computes Internet checksums with one big-int reduction instead
@@ -23,18 +25,22 @@ __all__ = [
     "LIMITED_BROADCAST",
     "MAX_FRAME_LEN",
     "FrameError",
+    "ProbeFrame",
     "UdpFrame",
     "broadcast_address",
+    "build_probe_frame",
     "build_udp_frame",
     "fingerprint",
     "ip_checksum",
     "ip_from_str",
     "ip_to_str",
     "is_multicast",
+    "is_probe_frame",
     "looks_like_directed_broadcast",
     "mac_from_str",
     "mac_to_str",
     "multicast_mac",
+    "parse_probe_frame",
     "parse_udp_frame",
     "rewrite_for_egress",
     "udp_checksum",
@@ -77,6 +83,7 @@ _FINGERPRINT_HDR = struct.Struct("!IHHH")
 _IP_HDR_TEMPLATE = struct.Struct("!BBHHHBBHII")
 
 _MULTICAST_MAC_PREFIX = b"\x01\x00\x5e"  # RFC 1112 section 6.4
+_PROBE_TYPE = _U16.pack(ETH_P_CROSSCAST_PROBE)
 
 _Buffer = bytes | bytearray | memoryview
 
@@ -85,7 +92,7 @@ class FrameError(ValueError):
     """A frame that cannot be relayed; `reason` is the drop counter's label.
 
     Reasons: "short", "not-ipv4", "bad-ip-header", "bad-ip-checksum", "not-udp", "fragment",
-    "bad-length", "too-long".
+    "bad-length", "too-long"; and "not-probe" from `parse_probe_frame`.
     """
 
     def __init__(self, reason: str) -> None:
@@ -313,7 +320,47 @@ def fingerprint(f: UdpFrame) -> bytes:
     return h.digest()
 
 
-# --- build and text forms (tests, probes, CLI) -------------------------------------------------
+# --- segment probes -----------------------------------------------------------------------------
+#
+# Relays on one segment find each other with probe frames of their own EtherType, broadcast:
+#   dst MAC ff:ff:ff:ff:ff:ff, src MAC (the sending interface's), EtherType 0x88B5, body.
+# The body is a crosscast envelope (relay/envelope.py); this layer only frames it.
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeFrame:
+    """A parsed segment probe: who sent it and the envelope it carries."""
+
+    src_mac: bytes
+    body: bytes
+
+
+def is_probe_frame(frame: _Buffer) -> bool:
+    """True if `frame`'s EtherType is ETH_P_CROSSCAST_PROBE (a short frame is not a probe)."""
+    return frame[_OFF_ETHERTYPE : _OFF_ETHERTYPE + 2] == _PROBE_TYPE
+
+
+def build_probe_frame(src_mac: bytes, body: bytes) -> bytes:
+    """A segment probe from `src_mac`, broadcast, carrying `body`."""
+    if len(src_mac) != 6:
+        raise ValueError("MAC addresses are 6 bytes")
+    if ETH_HLEN + len(body) > MAX_FRAME_LEN:
+        raise ValueError(f"probe body too long: {len(body)} bytes")
+    return b"".join((BROADCAST_MAC, src_mac, _PROBE_TYPE, body))
+
+
+def parse_probe_frame(frame: bytes) -> ProbeFrame:
+    """The sender and body of a segment probe; FrameError if `frame` is not one."""
+    if len(frame) < ETH_HLEN:
+        raise FrameError("short")
+    if len(frame) > MAX_FRAME_LEN:
+        raise FrameError("too-long")
+    if not is_probe_frame(frame):
+        raise FrameError("not-probe")
+    return ProbeFrame(bytes(frame[6:12]), bytes(frame[ETH_HLEN:]))
+
+
+# --- build and text forms (tests, probes, DHCP client, CLI) ------------------------------------
 
 
 def build_udp_frame(
@@ -327,8 +374,9 @@ def build_udp_frame(
     payload: bytes,
     ttl: int = 64,
     ident: int = 0,
+    tos: int = 0,
 ) -> bytes:
-    """An Ethernet/IPv4/UDP frame with a 20-byte IP header and valid checksums."""
+    """An Ethernet/IPv4/UDP frame with a 20-byte IP header (DF clear) and valid checksums."""
     udp_len = UDP_HLEN + len(payload)
     total_len = IP_MIN_HLEN + udp_len
     if total_len > 0xFFFF or ETH_HLEN + total_len > MAX_FRAME_LEN:
@@ -336,7 +384,7 @@ def build_udp_frame(
     if len(src_mac) != 6 or len(dst_mac) != 6:
         raise ValueError("MAC addresses are 6 bytes")
     header = bytearray(
-        _IP_HDR_TEMPLATE.pack(0x45, 0, total_len, ident, 0, ttl, IPPROTO_UDP, 0, src_ip, dst_ip)
+        _IP_HDR_TEMPLATE.pack(0x45, tos, total_len, ident, 0, ttl, IPPROTO_UDP, 0, src_ip, dst_ip)
     )
     _U16.pack_into(header, 10, ip_checksum(header))
     segment = bytearray(_UDP_HDR.pack(src_port, dst_port, udp_len, 0))

@@ -1,14 +1,14 @@
 """Packet sockets: capture on an interface through a kernel filter, and inject frames into it.
 
-Owns the AF_PACKET sockets, the multicast memberships of the ingress interfaces and the ioctl
-look-ups of an interface's MAC and IPv4 address. It must not decide anything: frames go to the
+Owns the relay's AF_PACKET sockets (opened by crosscast.net.packet, the one opener), the
+multicast memberships of the ingress interfaces and the ioctl look-ups of an interface's MAC and
+IPv4 address. It must not decide anything: frames go to the
 engine, and what the engine returns comes back here as bytes to write.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import socket
@@ -16,25 +16,35 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from crosscast.net.bpf import DROP_ALL, Instruction, assemble
+from crosscast.net.bpf import Instruction
+from crosscast.net.packet import (
+    AUXDATA_SPACE,
+    MAX_FRAME,
+    PACKET_AUXDATA,
+    PACKET_MR_MULTICAST,
+    SO_RCVBUFFORCE,
+    SOL_PACKET,
+    TP_STATUS_CSUMNOTREADY,
+    add_membership,
+    open_packet_socket,
+    set_buffer,
+)
 from crosscast.relay.engine import Interface
 
-ETH_P_ALL = 0x0003  # linux/if_ether.h
-SOL_PACKET = 263  # linux/socket.h
-PACKET_ADD_MEMBERSHIP = 1  # linux/if_packet.h
-PACKET_AUXDATA = 8  # linux/if_packet.h
-PACKET_IGNORE_OUTGOING = 23  # linux/if_packet.h (Linux >= 4.20)
-PACKET_MR_MULTICAST = 0  # linux/if_packet.h
-TP_STATUS_CSUMNOTREADY = 1 << 3  # linux/if_packet.h: checksum left to the NIC (local sender)
-SO_ATTACH_FILTER = 26  # asm-generic/socket.h
-SO_RCVBUFFORCE = 33  # asm-generic/socket.h (CAP_NET_ADMIN: beyond net.core.rmem_max)
-SO_SNDBUFFORCE = 32  # asm-generic/socket.h
+# set_buffer and SO_RCVBUFFORCE live in crosscast.net.packet; mesh.py imports them from here.
+__all__ = [
+    "DRAIN_LIMIT",
+    "SO_RCVBUFFORCE",
+    "PacketPort",
+    "StartupError",
+    "own_addresses",
+    "read_interface",
+    "set_buffer",
+]
+
 SIOCGIFADDR = 0x8915  # linux/sockios.h
 SIOCGIFNETMASK = 0x891B  # linux/sockios.h
 SIOCGIFHWADDR = 0x8927  # linux/sockios.h
-AUXDATA_FORMAT = "IIIHHHH"  # struct tpacket_auxdata
-AUXDATA_SPACE = socket.CMSG_SPACE(struct.calcsize(AUXDATA_FORMAT))
-MAX_FRAME = 65535
 DRAIN_LIMIT = 256  # frames per wake-up before yielding to the other sockets
 
 
@@ -75,19 +85,6 @@ def own_addresses() -> list[str]:
     return out
 
 
-def _attach(sock: socket.socket, program: Sequence[Instruction]) -> None:
-    code = ctypes.create_string_buffer(assemble(program))
-    fprog = struct.pack("HL", len(program), ctypes.addressof(code))  # struct sock_fprog
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
-
-
-def set_buffer(sock: socket.socket, force: int, plain: int, size: int) -> None:
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, force, size)
-    except PermissionError:
-        sock.setsockopt(socket.SOL_SOCKET, plain, size)  # capped at net.core.[rw]mem_max
-
-
 @dataclass
 class PacketPort:
     """One interface's packet socket: capture through a filter, inject frames, join groups."""
@@ -106,31 +103,19 @@ class PacketPort:
         except OSError:
             raise StartupError(f"interface {name} does not exist") from None
         try:
-            # Protocol 0 receives nothing until bind; the drop-all filter goes on first so the
-            # bound socket never queues an unfiltered frame, then a drain, then the real filter
-            # (the attach race pyroute2's rawsocket documents).
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+            sock = open_packet_socket(name, program, auxdata=True, buffer_size=rcvbuf)
         except PermissionError:
             raise StartupError(
                 f"no permission to open a raw socket on {name}: needs root or CAP_NET_RAW"
             ) from None
+        except OSError as e:
+            raise StartupError(f"cannot capture on {name}: {e.strerror}") from None
+        port = cls(name=name, sock=sock, index=index)
         try:
-            _attach(sock, DROP_ALL)
-            sock.bind((name, ETH_P_ALL))
-            sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-            sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
-            set_buffer(sock, SO_RCVBUFFORCE, socket.SO_RCVBUF, rcvbuf)
-            set_buffer(sock, SO_SNDBUFFORCE, socket.SO_SNDBUF, rcvbuf)
-            sock.setblocking(False)
-            with contextlib.suppress(BlockingIOError):
-                while True:
-                    sock.recv(MAX_FRAME)
-            _attach(sock, program)
-            port = cls(name=name, sock=sock, index=index)
             for group in groups:
                 port.join(group)
         except OSError as e:
-            sock.close()
+            port.close()
             raise StartupError(f"cannot capture on {name}: {e.strerror}") from None
         return port
 
@@ -141,8 +126,7 @@ class PacketPort:
         membership.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
         self.groups.append(membership)
         mac = bytes((0x01, 0x00, 0x5E, (group >> 16) & 0x7F, (group >> 8) & 0xFF, group & 0xFF))
-        mreq = struct.pack("iHH8s", self.index, PACKET_MR_MULTICAST, 6, mac)  # packet_mreq
-        self.sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+        add_membership(self.sock, self.index, PACKET_MR_MULTICAST, mac)
 
     def receive(self) -> list[tuple[bytes, bool]]:
         """Drain what is queued (up to DRAIN_LIMIT): (frame, checksum-incomplete) pairs."""

@@ -14,33 +14,40 @@ Loop prevention, layer by layer:
   relays on a segment give one copy, not two, in every other segment;
 - a short duplicate window keyed on the frame's fingerprint (source, IP id, ports, payload)
   drops a frame that was just emitted to, or captured on, the segment it would go to; and
-  crosscast envelopes carry (origin, sequence) so a datagram seen twice is relayed once.
+  crosscast envelopes carry (origin, sequence) so a datagram seen twice is relayed once;
+- a relay never forwards mesh to mesh (rule validation forbids it), so every envelope it sends
+  carries hops=0, and one that arrives with hops >= HOP_LIMIT is dropped (Drop.HOP_LIMIT).
+
+It does not log either: what happened besides the actions (drops, relays that joined a segment)
+is recorded in `events`, which the service takes after each call and logs.
 """
 
 from __future__ import annotations
 
-import logging
+import enum
 from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from crosscast.net.frames import (
     BROADCAST_MAC,
-    ETH_HLEN,
-    ETH_P_CROSSCAST_PROBE,
     LIMITED_BROADCAST,
     FrameError,
     UdpFrame,
     broadcast_address,
+    build_probe_frame,
     fingerprint,
     is_multicast,
+    is_probe_frame,
     looks_like_directed_broadcast,
     multicast_mac,
+    parse_probe_frame,
     parse_udp_frame,
     rewrite_for_egress,
 )
 from crosscast.relay.envelope import (
     CROSSCAST_MAGIC,
+    HOP_LIMIT,
     KIND_FRAME,
     KIND_PROBE,
     SNOWSIGNAL_MAGIC,
@@ -51,16 +58,69 @@ from crosscast.relay.envelope import (
     decode_snowsignal,
     encode_snowsignal,
 )
-from crosscast.relay.rules import MESH, RuleTable
-
-log = logging.getLogger(__name__)
+from crosscast.relay.ruleindex import RuleTable
+from crosscast.relay.rules import MESH
 
 PROBE_INTERVAL = 5.0  # seconds between segment probes
 PROBE_HOLD = 3 * PROBE_INTERVAL  # a relay not heard for this long has left the segment
 DUPLICATE_WINDOW = 1.0  # seconds; identical frames inside it are one frame
 DUPLICATE_CAPACITY = 65536  # entries; bounds memory under a flood of distinct frames
-_ETHERTYPE = slice(12, 14)
-_PROBE_ETHERTYPE = ETH_P_CROSSCAST_PROBE.to_bytes(2, "big")
+
+
+class Drop(enum.StrEnum):
+    """Why a frame or datagram was not relayed: the `reason` label of the drop counter."""
+
+    # what frames.parse_udp_frame rejects (FrameError.reason)
+    SHORT = "short"
+    NOT_IPV4 = "not-ipv4"
+    BAD_IP_HEADER = "bad-ip-header"
+    BAD_IP_CHECKSUM = "bad-ip-checksum"
+    NOT_UDP = "not-udp"
+    FRAGMENT = "fragment"
+    BAD_LENGTH = "bad-length"
+    TOO_LONG = "too-long"
+    # what the envelope codec rejects (EnvelopeError.reason)
+    BAD_MAGIC = "bad-magic"
+    BAD_VERSION = "bad-version"
+    BAD_KIND = "bad-kind"
+    BAD_TAG = "bad-tag"
+    UNEXPECTED_TAG = "unexpected-tag"
+    UNAUTHENTICATED = "unauthenticated"
+    REPLAY = "replay"
+    STALE = "stale"
+    HOP_LIMIT = "hop-limit"
+    # the engine's own decisions
+    NOT_BROADCAST = "not-broadcast"
+    NO_RULE = "no-rule"
+    DUPLICATE = "duplicate"
+    RELAY_MAC = "relay-mac"
+    STANDBY = "standby"
+    BAD_PROBE = "bad-probe"  # a probe frame whose envelope does not decode
+    OWN_PROBE = "own-probe"
+    # the service's, before the engine sees a datagram
+    NOT_PEER = "not-peer"
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """A frame or datagram was dropped for `reason` on `where` (an interface, or "mesh")."""
+
+    reason: Drop
+    where: str
+
+
+@dataclass(frozen=True, slots=True)
+class RelayJoined:
+    """Relay `origin` (MAC `mac`) was first heard on segment `iface`; `designated` says whether
+    this relay (rather than it) forwards for that segment now."""
+
+    origin: int
+    mac: bytes
+    iface: str
+    designated: bool
+
+
+Event = Dropped | RelayJoined
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +210,7 @@ class Relay:
         self._segment: dict[str, dict[int, tuple[bytes, float]]] = {n: {} for n in interfaces}
         self._relay_macs: dict[bytes, float] = {}
         self._next_probe = 0.0
-        self._debug = log.isEnabledFor(logging.DEBUG)
+        self.events: list[Event] = []  # since the last take_events()
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -161,32 +221,32 @@ class Relay:
         self.counters["captured", iface] += 1
         if csum_partial:
             self.counters["checksum_completed", iface] += 1
-        if frame[_ETHERTYPE] == _PROBE_ETHERTYPE:
+        if is_probe_frame(frame):
             return self._on_probe(iface, frame, now)
         try:
             f = parse_udp_frame(frame)
         except FrameError as e:
-            return self._drop(e.reason, iface)
+            return self._drop(Drop(e.reason), iface)
         if f.src_mac in self._relay_macs or f.src_mac == self.interfaces[iface].mac:
-            return self._drop("relay-mac", iface)
+            return self._drop(Drop.RELAY_MAC, iface)
         if not self._is_designated(iface, now):
-            return self._drop("standby", iface)
+            return self._drop(Drop.STANDBY, iface)
         ingress = self.interfaces[iface]
         if f.dst_ip == LIMITED_BROADCAST or f.dst_ip == ingress.broadcast:
             is_broadcast = True
         elif is_multicast(f.dst_ip):
             is_broadcast = False
         else:
-            return self._drop("not-broadcast", iface)
+            return self._drop(Drop.NOT_BROADCAST, iface)
         key = fingerprint(f)
         if (iface, key) in self._recent:
-            return self._drop("duplicate", iface)
+            return self._drop(Drop.DUPLICATE, iface)
         self._recent.add((iface, key), now)
         egress, matched = self.rules.egress_for(
             iface, f.dst_ip, f.dst_port, f.src_ip, is_broadcast=is_broadcast
         )
         if not egress:
-            return self._drop("no-rule", iface)
+            return self._drop(Drop.NO_RULE, iface)
         for rule in matched:
             self.counters["rule", rule.name] += 1
         actions: list[Action] = []
@@ -205,9 +265,11 @@ class Relay:
             if magic == CROSSCAST_MAGIC:
                 env = self.codec.decode(data, now)
                 if env.kind != KIND_FRAME:
-                    return self._drop("bad-kind", MESH)
+                    return self._drop(Drop.BAD_KIND, MESH)
+                if env.hops >= HOP_LIMIT:
+                    return self._drop(Drop.HOP_LIMIT, MESH)
                 if (env.origin, env.seq) in self._recent:
-                    return self._drop("duplicate", MESH)
+                    return self._drop(Drop.DUPLICATE, MESH)
                 self._recent.add((env.origin, env.seq), now)
                 from_self = from_self or env.origin == self.relay_id
                 frame = env.body
@@ -215,11 +277,11 @@ class Relay:
                 frame = decode_snowsignal(data)
             else:
                 return self._drop(
-                    "unauthenticated" if magic == SNOWSIGNAL_MAGIC else "bad-magic", MESH
+                    Drop.UNAUTHENTICATED if magic == SNOWSIGNAL_MAGIC else Drop.BAD_MAGIC, MESH
                 )
             f = parse_udp_frame(frame)
         except (EnvelopeError, FrameError) as e:
-            return self._drop(e.reason, MESH)
+            return self._drop(Drop(e.reason), MESH)
         if f.dst_mac == BROADCAST_MAC and (
             f.dst_ip == LIMITED_BROADCAST or looks_like_directed_broadcast(f.dst_ip)
         ):
@@ -227,12 +289,12 @@ class Relay:
         elif is_multicast(f.dst_ip) and f.dst_mac == multicast_mac(f.dst_ip):
             is_broadcast = False
         else:
-            return self._drop("not-broadcast", MESH)
+            return self._drop(Drop.NOT_BROADCAST, MESH)
         egress, matched = self.rules.egress_for(
             MESH, f.dst_ip, f.dst_port, f.src_ip, is_broadcast=is_broadcast
         )
         if not egress:
-            return self._drop("no-rule", MESH)
+            return self._drop(Drop.NO_RULE, MESH)
         for rule in matched:
             self.counters["rule", rule.name] += 1
         key = fingerprint(f)
@@ -241,9 +303,9 @@ class Relay:
             if out == MESH:
                 continue  # validation forbids mesh -> mesh; never re-flood the mesh
             if not self._is_designated(out, now):
-                self._drop("standby", out)
+                self._drop(Drop.STANDBY, out)
             elif (out, key) in self._recent and not from_self:
-                self._drop("duplicate", out)
+                self._drop(Drop.DUPLICATE, out)
             else:
                 # A peer may forward a frame exactly as its kernel captured it, with the partial
                 # checksum of a local sender (SnowSignal does): never trust it, recompute.
@@ -268,20 +330,20 @@ class Relay:
         self.interfaces[iface.name] = iface
         self._segment.setdefault(iface.name, {})
 
+    def take_events(self) -> list[Event]:
+        """What happened since the last call (drops, relays heard on a segment), oldest first."""
+        events, self.events = self.events, []
+        return events
+
     def segment_peers(self, iface: str) -> dict[int, bytes]:
         """The other relays heard on `iface`: relay id -> MAC."""
         return {rid: mac for rid, (mac, _) in self._segment[iface].items()}
 
     # -- internals -------------------------------------------------------------------------
 
-    def _drop(self, reason: str, where: str) -> list[Action]:
+    def _drop(self, reason: Drop, where: str) -> list[Action]:
         self.counters["dropped", reason] += 1
-        if self.counters["dropped", reason] == 1:
-            log.warning(
-                "dropped a frame (%s) on %s; further drops are counted, not logged", reason, where
-            )
-        elif self._debug:
-            log.debug("dropped a frame (%s) on %s", reason, where)
+        self.events.append(Dropped(reason, where))
         return []
 
     def _is_designated(self, iface: str, now: float) -> bool:
@@ -319,8 +381,6 @@ class Relay:
         )
         self._recent.add((out, key), now)
         self.counters["emitted", out] += 1
-        if self._debug:
-            log.debug("relayed %s:%d -> %s (%d bytes)", _ip(f.src_ip), f.dst_port, out, len(frame))
         return [Emit(out, frame)]
 
     def _encode(self, frame: bytes, now: float) -> bytes:
@@ -333,6 +393,7 @@ class Relay:
             kind=kind,
             origin=self.relay_id,
             seq=self._seq.next(),
+            # Never forwarded mesh to mesh (validation forbids it): what we send crossed no relay.
             hops=0,
             timestamp_ms=int(now * 1000),
             body=body,
@@ -341,35 +402,28 @@ class Relay:
     def _probe(self, iface: str, now: float) -> Emit:
         # The body names our mesh port: relays of another mesh on this segment do not elect us.
         body = self.codec.encode(self._envelope(KIND_PROBE, self.mesh_port.to_bytes(2, "big"), now))
-        mac = self.interfaces[iface].mac
-        return Emit(iface, BROADCAST_MAC + mac + _PROBE_ETHERTYPE + body)
+        return Emit(iface, build_probe_frame(self.interfaces[iface].mac, body))
 
     def _on_probe(self, iface: str, frame: bytes, now: float) -> list[Action]:
         try:
-            env = self.codec.decode(frame[ETH_HLEN:], now)
-        except EnvelopeError as e:
-            return self._drop(f"probe-{e.reason}", iface)
+            probe = parse_probe_frame(frame)
+            env = self.codec.decode(probe.body, now)
+        except (FrameError, EnvelopeError):
+            # The codec's reason is not kept: one label for every undecodable probe.
+            return self._drop(Drop.BAD_PROBE, iface)
         if env.kind != KIND_PROBE or env.body[:2] != self.mesh_port.to_bytes(2, "big"):
             return []
         if env.origin == self.relay_id:
             # Two of our own interfaces on one segment: every relayed frame would loop back.
-            return self._drop("own-probe", iface)
-        mac = frame[6:12]
+            return self._drop(Drop.OWN_PROBE, iface)
+        mac = probe.src_mac
         peers = self._segment[iface]
         is_new = env.origin not in peers
         peers[env.origin] = (mac, now)
         self._relay_macs[mac] = now
         if is_new:
-            log.info(
-                "relay %016x (%s) shares segment %s; %s forwards for it",
-                env.origin,
-                mac.hex(":"),
-                iface,
-                "we" if self._is_designated(iface, now) else "it",
+            self.events.append(
+                RelayJoined(env.origin, mac, iface, designated=self._is_designated(iface, now))
             )
             return [self._probe(iface, now)]  # answer at once, so it learns us too
         return []
-
-
-def _ip(value: int) -> str:
-    return ".".join(str(b) for b in value.to_bytes(4, "big"))

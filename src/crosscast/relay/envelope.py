@@ -18,7 +18,9 @@ crosscast format (all integers big-endian; the header is 32 bytes)::
          2     1  version       1
          3     1  flags         bit 0: a tag is present; other bits 0 when sent, ignored on receipt
          4     1  kind          1 = FRAME (body is an Ethernet frame), 2 = PROBE (body is b"")
-         5     1  hops          relays this datagram has crossed; at most HOP_LIMIT
+         5     1  hops          relays this datagram has crossed; at most HOP_LIMIT (crosscast
+                                never forwards mesh to mesh, so it sends 0, and its engine
+                                drops what arrives with HOP_LIMIT or more)
          6     2  reserved      0 when sent, ignored on receipt
          8     8  origin        random u64 naming the relay process that first sent the frame
         16     8  seq           per-origin sequence number (SequenceCounter)
@@ -43,7 +45,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -54,7 +55,7 @@ VERSION = 1
 KIND_FRAME = 1  # body = an Ethernet frame to relay
 KIND_PROBE = 2  # body = b"" (segment probe)
 KINDS = frozenset({KIND_FRAME, KIND_PROBE})
-HOP_LIMIT = 4
+HOP_LIMIT = 4  # above it the codec rejects the datagram; at it the engine drops it
 TAG_LEN = 32  # HMAC-SHA256 digest size
 FLAG_TAG = 0x01
 
@@ -115,11 +116,6 @@ class Envelope:
     body: bytes
 
 
-def random_origin() -> int:
-    """A fresh random u64 origin id; choose one per relay process."""
-    return secrets.randbits(64)
-
-
 class SequenceCounter:
     """Hands out the sequence numbers of one origin: 0, 1, 2, ...
 
@@ -176,20 +172,18 @@ def _tag(secret: bytes, data: bytes) -> bytes:
     return hmac.new(secret, data, hashlib.sha256).digest()
 
 
-def load_secret(path: str) -> bytes:
-    """Read the mesh secret from a file (typically a Docker secret under /run/secrets).
+def parse_secret(secret: bytes) -> bytes:
+    """The mesh secret from the contents of its file (settings reads the file).
 
-    One trailing newline is stripped, because editors and ``echo`` add one. OSError propagates
-    so start-up can report the unreadable file.
+    One trailing newline is stripped, because editors and ``echo`` add one. An empty secret is
+    a ValueError: it would authenticate nothing.
     """
-    with open(path, "rb") as f:
-        secret = f.read()
     if secret.endswith(b"\r\n"):
         secret = secret[:-2]
     elif secret.endswith(b"\n"):
         secret = secret[:-1]
     if not secret:
-        raise ValueError(f"mesh secret file {path} is empty")
+        raise ValueError("the secret is empty")
     return secret
 
 

@@ -38,8 +38,9 @@ class MeshSocket:
             except BlockingIOError:
                 break
             except OSError:
-                # An ICMP error for an earlier send (peer gone) surfaces on the next receive.
-                self.counters["mesh_send_errors", "?"] += 1
+                # An ICMP error for an earlier send (peer gone) surfaces on the next receive; it
+                # names no peer, so it is a receive error, not a send error of some peer.
+                self.counters["mesh_receive_errors",] += 1
                 continue
             out.append((data, host))
         return out

@@ -34,10 +34,20 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
         ("peer",),
         "datagrams that could not be sent, by peer",
     ),
+    "mesh_receive_errors": (
+        "crosscast_mesh_receive_errors_total",
+        (),
+        "errors reading the mesh socket (an ICMP error for an earlier send surfaces there)",
+    ),
     "send_errors": (
         "crosscast_send_errors_total",
         ("interface",),
         "frames that could not be written to a segment",
+    ),
+    "decoded": (
+        "crosscast_decoded_messages_total",
+        ("protocol", "kind"),
+        "captured discovery messages decoded by --decode-pvaccess, by protocol and kind",
     ),
     "internal_errors": (
         "crosscast_internal_errors_total",

@@ -1,8 +1,9 @@
 """Forwarding rules: what may cross, from which ingress, to which egress.
 
-Owns the rule model (frozen dataclasses), its two syntaxes (the one-line form used by `--rule`
-and the RULES env var, and the YAML rule file), validation, the match index used on the hot path
-and the rule-table printout. Nothing crosses without a rule, and a rule is one-way.
+Owns the rule language: the rule model (frozen dataclasses), its two syntaxes (the one-line form
+used by `--rule` and the RULES env var, and the YAML rule file, read with crosscast.yamlfile),
+validation and the rule-table printout. The hot-path index built from validated rules is
+crosscast.relay.ruleindex. Nothing crosses without a rule, and a rule is one-way.
 
 Pure: no sockets, no interface look-ups, no environment. Callers pass in the interfaces that
 exist and the mesh port; this module never asks the system.
@@ -14,15 +15,15 @@ that need the whole set or the host (duplicate names, missing interfaces, the me
 
 from __future__ import annotations
 
-import bisect
 import difflib
 import ipaddress
-import itertools
 import re
-from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 
 import yaml
+
+from crosscast import yamlfile
 
 MESH = "mesh"
 
@@ -123,7 +124,7 @@ def _raise_if(problems: Sequence[str]) -> None:
 # --- small value helpers ----------------------------------------------------------------------
 
 
-class _Problem(Exception):
+class _Problem(ValueError):
     """A message about one value, raised by the item parsers and prefixed by their caller."""
 
 
@@ -139,7 +140,7 @@ def _cidr_to_str(net: tuple[int, int]) -> str:
     return f"{ip_to_str(net[0])}/{net[1]}"
 
 
-def _coalesce(ranges: Iterable[PortRange]) -> tuple[PortRange, ...]:
+def coalesce(ranges: Iterable[PortRange]) -> tuple[PortRange, ...]:
     """Sorted, with overlapping and adjacent ranges merged."""
     merged: list[PortRange] = []
     for r in sorted(ranges):
@@ -185,6 +186,14 @@ def _parse_group_item(item: object) -> int:
         return int(ipaddress.IPv4Address(item.strip()))
     except ValueError:
         raise _Problem(f"group '{item}' is not an IPv4 address") from None
+
+
+def _parse_group_port_item(item: object) -> tuple[int, tuple[PortRange, ...]]:
+    """A group, or GROUP:PORT (the topology file's spelling): the port joins the rule's."""
+    if isinstance(item, str) and ":" in item:
+        group, _, port = item.partition(":")
+        return _parse_group_item(group), (_parse_port_item(port),)
+    return _parse_group_item(item), ()
 
 
 def _parse_cidr_item(item: object, key: str) -> tuple[int, int]:
@@ -332,11 +341,7 @@ def _parse_line(text: str, origin: str, problems: list[str]) -> Rule | None:
         return None
 
     ingress: str | None = None
-    egress: list[str] = []
-    ports: list[PortRange] = []
-    groups: list[int] = []
-    allow: list[tuple[int, int]] = []
-    deny: list[tuple[int, int]] = []
+    lists = _Lists()
     broadcast_word = False
     seen: set[str] = set()
     before = len(problems)
@@ -369,31 +374,63 @@ def _parse_line(text: str, origin: str, problems: list[str]) -> Rule | None:
                         raise _Problem(f"'from {value}': a rule has exactly one ingress")
                     ingress = _parse_iface_item(item)
                     break
-                if kw == "to":
-                    egress.append(_parse_iface_item(item))
-                elif kw == "port":
-                    ports.append(_parse_port_item(item))
-                elif kw == "group":
-                    groups.append(_parse_group_item(item))
-                elif kw == "allow":
-                    allow.append(_parse_cidr_item(item, "allow"))
-                else:
-                    deny.append(_parse_cidr_item(item, "deny"))
+                lists.add(_YAML_KEY_OF.get(kw, kw), item, _parse_iface_item)
             except _Problem as e:
                 problems.append(f"{where}{e}")
     if ingress is None and "from" not in seen:
         problems.append(f"{where}missing 'from IFACE'")
     if "to" not in seen:
         problems.append(f"{where}missing 'to IFACE[,IFACE...]'")
-    if "port" not in seen:
+    if "port" not in seen and not lists.ports:  # a group's own port counts (GROUP:PORT)
         problems.append(f"{where}missing 'port P[,LO-HI...]'")
     if len(problems) > before:
         return None
-    rule = _make_rule(
-        name, ingress or "", egress, ports, groups, broadcast_word or None, allow, deny, origin
-    )
+    rule = lists.rule(name, ingress or "", broadcast_word or None, origin)
     problems.extend(where + message for _, message in _rule_problems(rule))
     return rule if len(problems) == before else None
+
+
+# The one-line keywords that differ from the YAML keys (one-line takes the plural too).
+_YAML_KEY_OF = {"port": "ports", "group": "groups"}
+
+
+@dataclass
+class _Lists:
+    """The list values of one rule while it is parsed, in either syntax."""
+
+    egress: list[str] = field(default_factory=list)
+    ports: list[PortRange] = field(default_factory=list)
+    groups: list[int] = field(default_factory=list)
+    allow: list[tuple[int, int]] = field(default_factory=list)
+    deny: list[tuple[int, int]] = field(default_factory=list)
+
+    def add(self, key: str, item: object, endpoint: Callable[[object], str]) -> None:
+        """One item of `key` (to, ports, groups, allow, deny); raises ValueError."""
+        if key == "to":
+            self.egress.append(endpoint(item))
+        elif key == "ports":
+            self.ports.append(_parse_port_item(item))
+        elif key == "groups":
+            group, port = _parse_group_port_item(item)
+            self.groups.append(group)
+            self.ports.extend(port)
+        elif key == "allow":
+            self.allow.append(_parse_cidr_item(item, "allow"))
+        else:
+            self.deny.append(_parse_cidr_item(item, "deny"))
+
+    def rule(self, name: str, ingress: str, broadcast: bool | None, origin: str) -> Rule:
+        return _make_rule(
+            name,
+            ingress,
+            self.egress,
+            self.ports,
+            self.groups,
+            broadcast,
+            self.allow,
+            self.deny,
+            origin,
+        )
 
 
 def _make_rule(
@@ -418,7 +455,7 @@ def _make_rule(
         name=name,
         ingress=ingress,
         egress=tuple(egress),
-        ports=_coalesce(ports),
+        ports=coalesce(ports),
         broadcast=bool(broadcast),
         groups=group_t,
         allow=tuple(sorted(set(allow))),
@@ -432,6 +469,7 @@ def parse_rule_text(text: str, origin: str) -> Rule:
     [broadcast] [allow CIDR[,...]] [deny CIDR[,...]]` (keywords in any order after NAME).
 
     Broadcast is on when no group is given; with groups, only if the `broadcast` word is there.
+    A group may carry its port (G:PORT), which joins the rule's ports; `port` may then go.
     """
     problems: list[str] = []
     rule = _parse_line(text, origin, problems)
@@ -461,126 +499,110 @@ def parse_rules_text(text: str, origin: str) -> tuple[Rule, ...]:
 # --- YAML file --------------------------------------------------------------------------------
 
 
-def _line(node: yaml.Node) -> int:
-    return int(node.start_mark.line) + 1
-
-
 def load_rules_yaml(text: str, filename: str) -> tuple[Rule, ...]:
-    """Load a `rules:` file. Every problem is reported as `filename:LINE: ...`, all at once."""
+    """Load a `rules:` file. Every problem is reported as `FILE:LINE:COLUMN: ...`, all at once."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as e:
-        raise RuleError(_yaml_error_line(e, filename)) from None
+        root = yamlfile.compose(text, filename)
+    except yamlfile.YamlSyntaxError as e:
+        raise RuleError(str(e)) from None
     if root is None:
-        raise RuleError(f"{filename}:1: empty file; expected a 'rules:' list")
+        raise RuleError(f"{filename}:1:1: empty file; expected a 'rules:' list")
     if not isinstance(root, yaml.MappingNode):
-        raise RuleError(f"{filename}:{_line(root)}: expected a mapping with a 'rules:' list")
-
-    constructor = yaml.SafeLoader("")
-    try:
+        raise RuleError(f"{_at(filename, root)}: expected a mapping with a 'rules:' list")
+    with yamlfile.Constructor(filename) as constructor:
         return _load_root(root, filename, constructor)
-    finally:
-        constructor.dispose()
 
 
-def _yaml_error_line(e: yaml.YAMLError, filename: str) -> str:
-    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-    line = mark.line + 1 if mark is not None else 1
-    problem = getattr(e, "problem", None) or str(e)
-    context = getattr(e, "context", None)
-    context_mark = getattr(e, "context_mark", None)
-    if context and context_mark is not None and context_mark.line != line - 1:
-        context = f"{context} (line {context_mark.line + 1})"
-    message = f"{context}, {problem}" if context else str(problem)
-    return f"{filename}:{line}: not valid YAML: {' '.join(message.split())}"
+_at = yamlfile.where
 
 
-def _load_root(root: yaml.MappingNode, filename: str, loader: yaml.SafeLoader) -> tuple[Rule, ...]:
-    problems: list[str] = []
+def _load_root(
+    root: yaml.MappingNode, filename: str, loader: yamlfile.Constructor
+) -> tuple[Rule, ...]:
+    problems = yamlfile.Problems(filename)
     rules_node: yaml.Node | None = None
     for key_node, value_node in root.value:
-        key = _construct(loader, key_node, filename, problems)
+        key = loader.value(key_node, problems)
         if key == "rules":
             if rules_node is not None:
-                problems.append(f"{filename}:{_line(key_node)}: 'rules' is given twice")
+                problems.add(key_node, "'rules' is given twice")
             rules_node = value_node
         else:
-            problems.append(
-                f"{filename}:{_line(key_node)}: unknown top-level key {key!r} (expected 'rules')"
-            )
+            problems.add(key_node, f"unknown top-level key {key!r} (expected 'rules')")
     rules: list[Rule] = []
     if rules_node is None:
-        problems.append(f"{filename}:{_line(root)}: no 'rules:' list")
+        problems.add(root, "no 'rules:' list")
     elif isinstance(rules_node, yaml.SequenceNode):
         for item in rules_node.value:
-            rule = _load_rule(item, filename, loader, problems)
+            rule = rule_from_node(item, loader, problems)
             if rule is not None:
                 rules.append(rule)
-    elif not (isinstance(rules_node, yaml.ScalarNode) and rules_node.tag.endswith(":null")):
-        problems.append(f"{filename}:{_line(rules_node)}: 'rules' must be a list of rules")
-    _raise_if(problems)
+    elif not yamlfile.is_null(rules_node):
+        problems.add(rules_node, "'rules' must be a list of rules")
+    _raise_if(problems.lines())
     return tuple(rules)
 
 
-def _construct(
-    loader: yaml.SafeLoader, node: yaml.Node, filename: str, problems: list[str]
-) -> object:
-    try:
-        return loader.construct_object(node, deep=True)
-    except yaml.YAMLError as e:
-        problems.append(_yaml_error_line(e, filename))
-        return None
+def parse_interface(value: object) -> str:
+    """A rule end in the relay's own files: an interface name (or "mesh"); raises ValueError."""
+    return _parse_iface_item(value)
 
 
-def _load_rule(
-    node: yaml.Node, filename: str, loader: yaml.SafeLoader, problems: list[str]
+def rule_from_node(
+    node: yaml.Node,
+    loader: yamlfile.Constructor,
+    problems: yamlfile.Problems,
+    *,
+    endpoint: Callable[[object], str] = parse_interface,
 ) -> Rule | None:
-    rule_line = _line(node)
-    origin = f"{filename}:{rule_line}"
+    """One rule mapping of a YAML file, checked on its own; None (and problems) if it is bad.
+
+    The relay's rule file and the topology file both read their rules here. `endpoint` checks
+    a `from`/`to` value: an interface name for the relay, a VLAN name for the topology (which
+    maps VLANs to the router's interfaces when it renders the relay's file). A group may carry
+    its port ("233.54.12.234:22001"), which joins the rule's ports.
+    """
+    origin = yamlfile.where(loader.filename, node)
     if not isinstance(node, yaml.MappingNode):
-        problems.append(f"{origin}: each rule must be a mapping (name:, from:, to:, ports:)")
+        problems.add(node, "each rule must be a mapping (name:, from:, to:, ports:)")
         return None
     before = len(problems)
     keys: dict[str, tuple[yaml.Node, yaml.Node]] = {}
     for key_node, value_node in node.value:
-        key = _construct(loader, key_node, filename, problems)
+        key = loader.value(key_node, problems)
         if not isinstance(key, str) or key not in _YAML_KEYS:
             hint = difflib.get_close_matches(str(key), _YAML_KEYS, n=1)
             also = (
                 f" (did you mean '{hint[0]}'?)" if hint else f" (expected {', '.join(_YAML_KEYS)})"
             )
-            problems.append(f"{filename}:{_line(key_node)}: unknown key {key!r}{also}")
+            problems.add(key_node, f"unknown key {key!r}{also}")
         elif key in keys:
-            first = _line(keys[key][0])
-            problems.append(
-                f"{filename}:{_line(key_node)}: '{key}' is given twice (first on line {first})"
-            )
+            first = yamlfile.position(keys[key][0])[0]
+            problems.add(key_node, f"'{key}' is given twice (first on line {first})")
         else:
             keys[key] = (key_node, value_node)
 
     name: str | None = None
     if "name" not in keys:
-        problems.append(f"{origin}: rule has no 'name'")
+        problems.add(node, "rule has no 'name'")
     else:
         value_node = keys["name"][1]
-        value = _construct(loader, value_node, filename, problems)
+        value = loader.value(value_node, problems)
         try:
             if not isinstance(value, str):
                 raise _Problem(f"rule name {value!r} is not a string")
             _check_name(value)
             name = value
         except _Problem as e:
-            problems.append(f"{filename}:{_line(value_node)}: {e}")
-
-    def at(n: yaml.Node) -> str:
-        return _where(f"{filename}:{_line(n)}", name)
+            problems.add(value_node, str(e))
+    named = _where("", name)
 
     def items(key: str) -> list[tuple[yaml.Node, object]]:
         value_node = keys[key][1]
         if isinstance(value_node, yaml.SequenceNode):
-            pairs = [(n, _construct(loader, n, filename, problems)) for n in value_node.value]
+            pairs = [(n, loader.value(n, problems)) for n in value_node.value]
         else:
-            pairs = [(value_node, _construct(loader, value_node, filename, problems))]
+            pairs = [(value_node, loader.value(value_node, problems))]
         out: list[tuple[yaml.Node, object]] = []
         for n, v in pairs:
             if isinstance(v, str) and "," in v:
@@ -591,58 +613,43 @@ def _load_rule(
 
     ingress = ""
     if "from" not in keys:
-        problems.append(f"{_where(origin, name)}missing 'from'")
+        problems.add(node, f"{named}missing 'from'")
     else:
         value_node = keys["from"][1]
-        value = _construct(loader, value_node, filename, problems)
+        value = loader.value(value_node, problems)
         try:
-            ingress = _parse_iface_item(value)
-        except _Problem as e:
-            problems.append(f"{at(value_node)}'from': {e}")
-    problems.extend(
-        f"{_where(origin, name)}missing '{required}'"
-        for required in ("to", "ports")
-        if required not in keys
-    )
+            ingress = endpoint(value)
+        except ValueError as e:
+            problems.add(value_node, f"{named}'from': {e}")
+    if "to" not in keys:
+        problems.add(node, f"{named}missing 'to'")
 
-    egress: list[str] = []
-    ports: list[PortRange] = []
-    groups: list[int] = []
-    allow: list[tuple[int, int]] = []
-    deny: list[tuple[int, int]] = []
+    lists = _Lists()
     for key in ("to", "ports", "groups", "allow", "deny"):
         if key not in keys:
             continue
         for item_node, value in items(key):
             try:
-                if key == "to":
-                    egress.append(_parse_iface_item(value))
-                elif key == "ports":
-                    ports.append(_parse_port_item(value))
-                elif key == "groups":
-                    groups.append(_parse_group_item(value))
-                elif key == "allow":
-                    allow.append(_parse_cidr_item(value, "allow"))
-                else:
-                    deny.append(_parse_cidr_item(value, "deny"))
-            except _Problem as e:
-                problems.append(f"{at(item_node)}{e}")
+                lists.add(key, value, endpoint)
+            except ValueError as e:
+                problems.add(item_node, f"{named}{e}")
+    if "ports" not in keys and not lists.ports:
+        problems.add(node, f"{named}missing 'ports'")
 
     broadcast: bool | None = None
     if "broadcast" in keys:
         value_node = keys["broadcast"][1]
-        value = _construct(loader, value_node, filename, problems)
+        value = loader.value(value_node, problems)
         if isinstance(value, bool):
             broadcast = value
         else:
-            problems.append(f"{at(value_node)}'broadcast' must be true or false, not {value!r}")
+            problems.add(value_node, f"{named}'broadcast' must be true or false, not {value!r}")
 
     if len(problems) > before or name is None:
         return None
-    rule = _make_rule(name, ingress, egress, ports, groups, broadcast, allow, deny, origin)
+    rule = lists.rule(name, ingress, broadcast, origin)
     for key, message in _rule_problems(rule):
-        where_node = keys[key][0] if key is not None and key in keys else node
-        problems.append(f"{at(where_node)}{message}")
+        problems.add(keys[key][0] if key is not None and key in keys else node, named + message)
     return rule if len(problems) == before else None
 
 
@@ -661,166 +668,6 @@ def snowsignal_rules(interface: str, port: int) -> tuple[Rule, Rule]:
         Rule("snowsignal-out", iface, (MESH,), ports, True, (), origin=origin),
         Rule("snowsignal-in", MESH, (iface,), ports, True, (), origin=origin),
     )
-
-
-# --- matching ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Hit:
-    """The rules matching one (ingress, destination, port) before source filtering."""
-
-    rules: tuple[Rule, ...]
-    egress: tuple[str, ...]  # union of the rules' egress, valid when not `filtered`
-    filtered: bool  # some rule has allow/deny, so the answer depends on the source
-
-
-def _union_egress(rules: Iterable[Rule], ingress: str) -> tuple[str, ...]:
-    # Never back out of the ingress, even for a rule that slipped past validation.
-    names = dict.fromkeys(name for rule in rules for name in rule.egress)
-    names.pop(ingress, None)
-    return tuple(names)
-
-
-def _make_hit(rules: tuple[Rule, ...], ingress: str) -> _Hit:
-    filtered = any(rule.allow or rule.deny for rule in rules)
-    return _Hit(rules, _union_egress(rules, ingress), filtered)
-
-
-_Ranges = tuple[tuple[int, int], ...]
-
-# Segments at most this wide are expanded into the port dict; wider ones are found by bisect.
-_EXPAND_WIDTH = 64
-
-
-class _PortIndex:
-    """Destination port -> _Hit for one (ingress, destination kind).
-
-    The port line is cut into segments at every range boundary; each segment carries the rules
-    covering it, in rule order. Narrow segments (the common case: single ports) live in a dict,
-    wide ones in a sorted list searched with bisect.
-    """
-
-    __slots__ = ("_exact", "_hits", "_starts")
-
-    def __init__(self, entries: Sequence[Rule], ingress: str) -> None:
-        cuts = sorted({p for rule in entries for r in rule.ports for p in (r.first, r.last + 1)})
-        self._exact: dict[int, _Hit] = {}
-        self._starts: list[int] = []
-        self._hits: list[_Hit | None] = []
-        for start, stop in itertools.pairwise(cuts):
-            covering = tuple(rule for rule in entries if any(start in r for r in rule.ports))
-            hit = _make_hit(covering, ingress) if covering else None
-            if hit is not None and stop - start <= _EXPAND_WIDTH:
-                self._exact.update(dict.fromkeys(range(start, stop), hit))
-            else:
-                self._starts.append(start)
-                self._hits.append(hit)
-        if cuts:  # past the last range end nothing matches
-            self._starts.append(cuts[-1])
-            self._hits.append(None)
-
-    def lookup(self, port: int) -> _Hit | None:
-        hit = self._exact.get(port)
-        if hit is not None or not self._starts:
-            return hit
-        i = bisect.bisect_right(self._starts, port) - 1
-        return self._hits[i] if i >= 0 else None
-
-
-class RuleTable:
-    """The rules indexed for the hot path: per ingress, per destination, per port."""
-
-    def __init__(self, rules: Sequence[Rule]) -> None:
-        self.rules: tuple[Rule, ...] = tuple(rules)
-        by_ingress: dict[str, list[Rule]] = {}
-        for rule in self.rules:
-            by_ingress.setdefault(rule.ingress, []).append(rule)
-        self._broadcast: dict[str, _PortIndex] = {}
-        self._groups: dict[str, dict[int, _PortIndex]] = {}
-        self._needs: dict[str, tuple[_Ranges, tuple[tuple[int, _Ranges], ...]]] = {}
-        for ingress, own in by_ingress.items():
-            bcast = [rule for rule in own if rule.broadcast]
-            if bcast:
-                self._broadcast[ingress] = _PortIndex(bcast, ingress)
-            per_group: dict[int, list[Rule]] = {}
-            for rule in own:
-                for group in rule.groups:
-                    per_group.setdefault(group, []).append(rule)
-            self._groups[ingress] = {g: _PortIndex(rs, ingress) for g, rs in per_group.items()}
-            self._needs[ingress] = (
-                _ranges(r for rule in bcast for r in rule.ports),
-                tuple(
-                    (g, _ranges(r for rule in per_group[g] for r in rule.ports))
-                    for g in sorted(per_group)
-                ),
-            )
-        names = (name for rule in self.rules for name in (rule.ingress, *rule.egress))
-        self._interfaces = tuple(n for n in dict.fromkeys(names) if n != MESH)
-        self._ingresses = tuple(n for n in by_ingress if n != MESH)
-        self._uses_mesh = any(r.ingress == MESH or MESH in r.egress for r in self.rules)
-
-    def _hit(self, ingress: str, dst_ip: int, dst_port: int, is_broadcast: bool) -> _Hit | None:
-        if is_broadcast:
-            index = self._broadcast.get(ingress)
-        else:
-            groups = self._groups.get(ingress)
-            index = groups.get(dst_ip) if groups else None
-        return index.lookup(dst_port) if index is not None else None
-
-    def match(
-        self, ingress: str, dst_ip: int, dst_port: int, src_ip: int, *, is_broadcast: bool
-    ) -> tuple[Rule, ...]:
-        """The rules that let this datagram out of `ingress`, in rule order.
-
-        `is_broadcast`: the caller decided dst_ip is a broadcast of this ingress; otherwise
-        dst_ip is looked up among the multicast groups.
-        """
-        hit = self._hit(ingress, dst_ip, dst_port, is_broadcast)
-        if hit is None:
-            return ()
-        if not hit.filtered:
-            return hit.rules
-        return tuple(rule for rule in hit.rules if rule.admits_source(src_ip))
-
-    def egress_for(
-        self, ingress: str, dst_ip: int, dst_port: int, src_ip: int, *, is_broadcast: bool
-    ) -> tuple[tuple[str, ...], tuple[Rule, ...]]:
-        """Where this datagram goes (union of the matched rules' egress, first-seen order, never
-        the ingress itself) and the rules that sent it there."""
-        hit = self._hit(ingress, dst_ip, dst_port, is_broadcast)
-        if hit is None:
-            return (), ()
-        if not hit.filtered:
-            return hit.egress, hit.rules
-        rules = tuple(rule for rule in hit.rules if rule.admits_source(src_ip))
-        return _union_egress(rules, ingress), rules
-
-    def ingresses(self) -> tuple[str, ...]:
-        """Interfaces to capture on (MESH excluded), in order of first appearance."""
-        return self._ingresses
-
-    def interfaces(self) -> tuple[str, ...]:
-        """Every interface named as ingress or egress (MESH excluded), first appearance first."""
-        return self._interfaces
-
-    def uses_mesh(self) -> bool:
-        return self._uses_mesh
-
-    def capture_needs(
-        self, ingress: str
-    ) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, tuple[tuple[int, int], ...]], ...]]:
-        """What the kernel filter on `ingress` must pass: broadcast port ranges, and
-        (group, port ranges) pairs sorted by group; ranges sorted and coalesced."""
-        return self._needs.get(ingress, ((), ()))
-
-    def groups_on(self, ingress: str) -> tuple[int, ...]:
-        """Multicast groups to join on `ingress`, sorted."""
-        return tuple(sorted(self._groups.get(ingress, {})))
-
-
-def _ranges(ranges: Iterable[PortRange]) -> _Ranges:
-    return tuple((r.first, r.last) for r in _coalesce(ranges))
 
 
 # --- printout ---------------------------------------------------------------------------------
@@ -862,3 +709,23 @@ def format_rule_table(rules: Sequence[Rule]) -> str:
     if not rules:
         lines.append("(no rules: nothing is relayed)")
     return "\n".join(lines) + "\n"
+
+
+def format_rules_yaml(rules: Sequence[Rule]) -> str:
+    """The rule file that `load_rules_yaml` reads back as these rules, every key spelled out."""
+    data = {
+        "rules": [
+            {
+                "name": rule.name,
+                "from": rule.ingress,
+                "to": list(rule.egress),
+                "ports": [r.first if r.first == r.last else str(r) for r in rule.ports],
+                "groups": [ip_to_str(g) for g in rule.groups],
+                "broadcast": rule.broadcast,
+                "allow": [_cidr_to_str(n) for n in rule.allow],
+                "deny": [_cidr_to_str(n) for n in rule.deny],
+            }
+            for rule in rules
+        ]
+    }
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)

@@ -2,8 +2,10 @@
 
 Owns start-up (fail fast with one line and status 2), the event loop (uvloop when installed),
 the readers that drain each socket on every wake-up, supervision of the periodic tasks, health,
+the logging of what the engine recorded (each drop reason once at warning, repeats at debug),
 and an orderly shutdown on SIGTERM/SIGINT (status 0). Everything it decides per packet, it asks
-the engine.
+the engine. It opens nothing itself: interfaces, sockets and DNS come from a `Host`
+(relay/host.py), the real machine unless a test passes a fake one.
 """
 
 from __future__ import annotations
@@ -19,18 +21,19 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from crosscast.net.bpf import CaptureSpec, capture_program
 from crosscast.net.frames import LIMITED_BROADCAST
-from crosscast.relay import metrics
+from crosscast.relay import READY, logformat, metrics, protocols, sdnotify
 from crosscast.relay import settings as config
-from crosscast.relay.capture import PacketPort, StartupError, own_addresses, read_interface
-from crosscast.relay.engine import Action, Emit, Interface, Relay
+from crosscast.relay.capture import StartupError
+from crosscast.relay.discovery import Discovery
+from crosscast.relay.engine import Action, Drop, Dropped, Emit, Interface, Relay, RelayJoined
 from crosscast.relay.envelope import CrosscastCodec
-from crosscast.relay.mesh import MeshSocket
-from crosscast.relay.peers import Discovery, DnsResolver
-from crosscast.relay.rules import RuleTable, format_rule_table
+from crosscast.relay.host import CapturePort, Host, MeshPort, SystemHost
+from crosscast.relay.ruleindex import RuleTable
+from crosscast.relay.rules import format_rule_table
 
 log = logging.getLogger("crosscast")
 
@@ -60,41 +63,54 @@ def _ip(value: int | None) -> str:
 class Runtime:
     """The open sockets, the engine and the tasks of one running relay."""
 
-    def __init__(self, settings: config.RelaySettings) -> None:
+    def __init__(
+        self,
+        settings: config.RelaySettings,
+        host: Host,
+        *,
+        relay_id: int | None = None,
+        clock: Callable[[], float] = time.time,
+        notifier: sdnotify.Notifier | None = None,
+    ) -> None:
         self.settings = settings
+        self.host = host
+        self.clock = clock
+        self.notifier = notifier or sdnotify.Notifier(None)
+        self.decoder = protocols.DecodeLog() if settings.decode_pvaccess else None
         self.table = RuleTable(settings.rules)
         self.counters: Counter[tuple[str, ...]] = Counter()
-        self.ports: dict[str, PacketPort] = {}
-        self.mesh: MeshSocket | None = None
+        self.ports: dict[str, CapturePort] = {}
+        self.mesh: MeshPort | None = None
         self.down: set[str] = set()  # tasks or sockets not running: health fails while non-empty
-        interfaces = {name: read_interface(name) for name in settings.interfaces}
+        self._warned: set[Drop] = set()  # drop reasons logged at warning once already
+        interfaces = {name: host.read_interface(name) for name in settings.interfaces}
         self.relay = Relay(
             rules=self.table,
             interfaces=interfaces,
-            relay_id=secrets.randbits(64),
+            relay_id=secrets.randbits(64) if relay_id is None else relay_id,
             mesh_port=settings.mesh_port,
             mesh_format=settings.mesh_format,
             codec=CrosscastCodec(settings.mesh_secret),
         )
-        self.own = set(own_addresses())
+        self.own = set(host.own_addresses())
         first = interfaces[settings.interfaces[0]] if settings.interfaces else None
         self_address = _ip(first.address) if first and first.address is not None else None
         self.discovery = Discovery(
             settings.peer_names,
-            own_addresses,
-            DnsResolver(),
+            host.own_addresses,
+            host.resolver(),
             lambda: self_address,
         )
         try:
             for iface in interfaces.values():
                 self.ports[iface.name] = self._open_port(iface)
             if settings.uses_mesh:
-                self.mesh = MeshSocket(settings.mesh_port, settings.rcvbuf)
+                self.mesh = host.open_mesh(settings.mesh_port, settings.rcvbuf)
         except BaseException:
             self.close()
             raise
 
-    def _open_port(self, iface: Interface) -> PacketPort:
+    def _open_port(self, iface: Interface) -> CapturePort:
         ports, groups = self.table.capture_needs(iface.name)
         addrs = (
             (LIMITED_BROADCAST,)
@@ -102,7 +118,7 @@ class Runtime:
             else (LIMITED_BROADCAST, iface.broadcast)
         )
         spec = CaptureSpec(broadcast_ports=ports, broadcast_addrs=addrs, groups=groups)
-        return PacketPort.open(
+        return self.host.open_capture(
             iface.name,
             capture_program(spec),
             self.table.groups_on(iface.name),
@@ -119,6 +135,8 @@ class Runtime:
     # -- per-packet paths (loop.add_reader callbacks) ----------------------------------------
 
     def _execute(self, actions: Sequence[Action]) -> None:
+        if self.relay.events:
+            self._log_events()
         for action in actions:
             if isinstance(action, Emit):
                 port = self.ports.get(action.interface)
@@ -131,7 +149,29 @@ class Runtime:
             elif self.mesh is not None:
                 self.mesh.send(action.datagram, self.discovery.peers)
 
-    def on_port_readable(self, port: PacketPort) -> None:
+    def _log_events(self) -> None:
+        for event in self.relay.take_events():
+            if isinstance(event, Dropped):
+                self._log_drop(event.reason, event.where)
+            elif isinstance(event, RelayJoined):
+                log.info(
+                    "relay %016x (%s) shares segment %s; %s forwards for it",
+                    event.origin,
+                    event.mac.hex(":"),
+                    event.iface,
+                    "we" if event.designated else "it",
+                )
+
+    def _log_drop(self, reason: Drop, where: str) -> None:
+        if reason not in self._warned:
+            self._warned.add(reason)
+            log.warning(
+                "dropped a frame (%s) on %s; further drops are counted, not logged", reason, where
+            )
+        else:
+            log.debug("dropped a frame (%s) on %s", reason, where)
+
+    def on_port_readable(self, port: CapturePort) -> None:
         try:
             frames = port.receive()
         except OSError as e:
@@ -143,8 +183,12 @@ class Runtime:
             loop.remove_reader(port.sock.fileno())
             loop.add_reader(port.sock.fileno(), self.on_port_readable, port)
             return
-        now = time.time()
+        now = self.clock()
         for frame, partial in frames:
+            if self.decoder is not None:
+                line = self.decoder.observe(frame, port.name, now)
+                if line is not None:
+                    log.info("%s", line)
             try:
                 self._execute(self.relay.on_capture(port.name, frame, now, csum_partial=partial))
             except Exception:  # noqa: BLE001 -- a packet must never kill the relay; counted
@@ -153,10 +197,11 @@ class Runtime:
     def on_mesh_readable(self) -> None:
         assert self.mesh is not None
         peers = self.discovery.peers
-        now = time.time()
+        now = self.clock()
         for data, host in self.mesh.receive():
             if host not in peers:
-                self.counters["dropped", "not-peer"] += 1
+                self.counters["dropped", Drop.NOT_PEER] += 1
+                self._log_drop(Drop.NOT_PEER, host)
                 continue
             try:
                 self._execute(self.relay.on_mesh(data, now, from_self=host in self.own))
@@ -186,7 +231,7 @@ class Runtime:
 
     async def _ticks(self) -> None:
         while True:
-            self._execute(self.relay.on_tick(time.time()))
+            self._execute(self.relay.on_tick(self.clock()))
             await asyncio.sleep(TICK)
 
     async def _discover(self) -> None:
@@ -194,7 +239,7 @@ class Runtime:
             await asyncio.sleep(self.settings.discovery_interval)
             change = await self.discovery.refresh()
             if change.added or change.removed:
-                self.own = set(own_addresses())
+                self.own = set(self.host.own_addresses())
 
     async def _watch(self) -> None:
         """Re-open the capture of an interface that was deleted and created again (a new
@@ -203,10 +248,7 @@ class Runtime:
             await asyncio.sleep(WATCH)
             for name in self.settings.interfaces:
                 port = self.ports.get(name)
-                try:
-                    index: int | None = socket.if_nametoindex(name)
-                except OSError:
-                    index = None
+                index = self.host.interface_index(name)
                 if port is not None and index == port.index:
                     continue
                 if port is not None:
@@ -215,7 +257,7 @@ class Runtime:
                 if index is not None:
                     self._reopen(name)
 
-    def _close_port(self, port: PacketPort) -> None:
+    def _close_port(self, port: CapturePort) -> None:
         asyncio.get_running_loop().remove_reader(port.sock.fileno())
         port.close()
         del self.ports[port.name]
@@ -223,7 +265,7 @@ class Runtime:
 
     def _reopen(self, name: str) -> None:
         try:
-            iface = read_interface(name)
+            iface = self.host.read_interface(name)
             port = self._open_port(iface)
         except (StartupError, OSError) as e:
             log.warning("cannot re-open %s yet: %s", name, e)
@@ -246,6 +288,8 @@ class Runtime:
 
     def metrics_text(self) -> str:
         sources = [self.counters, self.relay.counters]
+        if self.decoder is not None:
+            sources.append(self.decoder.counts)
         if self.mesh is not None:
             sources.append(self.mesh.counters)
         gauges = {
@@ -254,9 +298,10 @@ class Runtime:
         }
         return metrics.render(sources, gauges)
 
-    async def serve(self) -> None:
+    async def serve(self, stop: asyncio.Event | None = None) -> None:
+        """Run until SIGTERM/SIGINT (or until `stop` is set, for tests)."""
         loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
+        stop = stop or asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         for port in self.ports.values():
@@ -269,13 +314,14 @@ class Runtime:
         )
         peers = " ".join(sorted(self.discovery.peers)) or "none yet"
         log.info(
-            "ready: relay %016x on %s; mesh %s; peers: %s; %s loop",
+            READY + ": relay %016x on %s; mesh %s; peers: %s; %s loop",
             self.relay.relay_id,
             ports,
             f"{self.settings.mesh_format} on port {self.mesh.port}" if self.mesh else "off",
             peers,
             type(loop).__module__.split(".")[0],
         )
+        self.notifier.ready(status=f"relaying on {ports}")
         async with asyncio.TaskGroup() as tg:
             tasks = [
                 tg.create_task(self._supervise("ticks", self._ticks)),
@@ -287,24 +333,30 @@ class Runtime:
                 tasks.append(tg.create_task(self._supervise("metrics", self._serve_metrics)))
             await stop.wait()
             log.info("stopping")
+            self.notifier.stopping()
             for task in tasks:
                 task.cancel()
         for port in self.ports.values():
             loop.remove_reader(port.sock.fileno())
         if self.mesh is not None:
             loop.remove_reader(self.mesh.sock.fileno())
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
 
 
 def errno_name(e: OSError) -> str:
     return errno.errorcode.get(e.errno or 0, "oserror").lower()
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _configure_logging(level: str, log_format: str, environ: Mapping[str, str]) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    # Under journald (JOURNAL_STREAM names our stderr) the journal stamps each line itself.
+    try:
+        journal = logformat.stderr_is_journal(environ, sys.stderr.fileno())
+    except (OSError, ValueError):  # a stderr with no descriptor (captured by a test runner)
+        journal = False
+    handler.setFormatter(logformat.make_formatter(log_format, journal))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 def check(settings: config.RelaySettings) -> int:
@@ -320,21 +372,27 @@ def check(settings: config.RelaySettings) -> int:
     return 0
 
 
-def main(argv: Sequence[str]) -> int:
+def main(
+    argv: Sequence[str], *, environ: Mapping[str, str] | None = None, host: Host | None = None
+) -> int:
+    """`crosscast relay ARGV`: the exit status. `environ` defaults to os.environ and `host` to
+    the real machine; tests pass their own."""
+    host = SystemHost() if host is None else host
+    environ = os.environ if environ is None else environ
     # --check also judges the interfaces the rules name (a running relay finds out on opening).
-    present = {name for _, name in socket.if_nameindex()} if "--check" in argv else None
+    present = set(host.interfaces()) if "--check" in argv else None
     try:
-        settings = config.load(argv, os.environ, interfaces=present)
+        settings = config.load(argv, environ, interfaces=present)
     except config.SettingsError as e:
         for problem in e.problems:
             print(f"crosscast relay: {problem}", file=sys.stderr)
         return 2
     if settings.check:
         return check(settings)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format, environ)
     try:
         loop_factory = _loop_factory(settings.event_loop)
-        runtime = Runtime(settings)
+        runtime = Runtime(settings, host, notifier=sdnotify.Notifier.from_environ(environ))
     except StartupError as e:
         print(f"crosscast relay: {e}", file=sys.stderr)
         return 2

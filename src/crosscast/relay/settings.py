@@ -17,7 +17,7 @@ from typing import Any
 
 import configargparse
 
-from crosscast.relay.envelope import load_secret
+from crosscast.relay.envelope import parse_secret
 from crosscast.relay.rules import (
     MESH,
     Rule,
@@ -56,6 +56,9 @@ class RelaySettings:
     metrics_address: str = "127.0.0.1"
     rcvbuf: int = DEFAULT_RCVBUF
     event_loop: str = "auto"
+    decode_pvaccess: bool = False
+    log_format: str = "plain"
+    peers_dns: tuple[str, ...] = ()
     check: bool = False
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -75,8 +78,9 @@ class RelaySettings:
 
     @property
     def peer_names(self) -> tuple[str, ...]:
-        """What discovery resolves: the static relays, then Swarm's tasks.<SERVICENAME>."""
-        names = self.other_relays
+        """What discovery resolves: the static relays, the --peers-dns names, then Swarm's
+        tasks.<SERVICENAME> (the Swarm shortcut for `--peers-dns tasks.NAME`)."""
+        names = (*self.other_relays, *self.peers_dns)
         return (*names, f"tasks.{self.service_name}") if self.service_name else names
 
 
@@ -95,13 +99,23 @@ def _positive(text: str) -> float:
 
 
 class _Parser(configargparse.ArgParser):  # type: ignore[misc]
-    """An ArgumentParser whose errors are one line, raised instead of printed."""
+    """An ArgumentParser whose errors are one line, raised instead of printed, and which keeps
+    the relay's options in `options` (argparse offers no public list of them)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.options: list[argparse.Action] = []
+
+    def option(self, group: Any, *flags: str, **kwargs: Any) -> argparse.Action:
+        action: argparse.Action = group.add_argument(*flags, **kwargs)
+        self.options.append(action)
+        return action
 
     def error(self, message: str) -> Any:
         raise SettingsError([message])
 
 
-def build_parser() -> configargparse.ArgParser:
+def build_parser() -> _Parser:
     p = _Parser(
         prog="crosscast relay",
         description="Relay UDP broadcast and multicast between interfaces and a mesh of relays.",
@@ -109,14 +123,16 @@ def build_parser() -> configargparse.ArgParser:
         config_arg_help_message="config file (key = value lines; CLI > env > file > defaults)",
     )
     snow = p.add_argument_group("SnowSignal-compatible options")
-    snow.add_argument(
+    p.option(
+        snow,
         "-t",
         "--target-interface",
         env_var="TARGET_INTERFACE",
         default="eth0",
         help="interface to capture on and rebroadcast to (default: eth0)",
     )
-    snow.add_argument(
+    p.option(
+        snow,
         "-b",
         "--broadcast-port",
         env_var="BDCAST_PORT",
@@ -124,7 +140,8 @@ def build_parser() -> configargparse.ArgParser:
         default=5076,
         help="UDP port whose broadcasts are relayed (default: 5076)",
     )
-    snow.add_argument(
+    p.option(
+        snow,
         "-m",
         "--mesh-port",
         env_var="MESH_PORT",
@@ -132,14 +149,16 @@ def build_parser() -> configargparse.ArgParser:
         default=7124,
         help="UDP port of the mesh between relays (default: 7124)",
     )
-    snow.add_argument(
+    p.option(
+        snow,
         "--other-relays",
         nargs="+",
         default=[],
         metavar="HOST",
         help="other relays (addresses or names); none and no SERVICENAME: talk to self",
     )
-    snow.add_argument(
+    p.option(
+        snow,
         "-ll",
         "--log-level",
         env_var="LOGLEVEL",
@@ -147,28 +166,50 @@ def build_parser() -> configargparse.ArgParser:
         default="info",
         help="logging level (default: info)",
     )
-    snow.add_argument(
+    p.option(
+        snow,
         "--service-name",
         env_var="SERVICENAME",
         default=None,
         help="Swarm service name: peers are found as tasks.<name> in DNS",
     )
+    p.option(
+        snow,
+        "--decode-pvaccess",
+        env_var="DECODE_PVACCESS",
+        action="store_true",
+        help="decode PVAccess and Channel Access searches and beacons; log them at info"
+        " (rate-limited) and count them per protocol",
+    )
     mesh = p.add_argument_group("mesh")
-    mesh.add_argument(
+    p.option(
+        mesh,
         "--mesh-format",
         env_var="MESH_FORMAT",
         choices=MESH_FORMATS,
         default="crosscast",
         help="wire format to peers: crosscast (default) or snowsignal",
     )
-    mesh.add_argument(
+    p.option(
+        mesh,
+        "--peers-dns",
+        env_var="PEERS_DNS",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="DNS names with one A record per relay (a Kubernetes headless service),"
+        " re-resolved every discovery interval",
+    )
+    p.option(
+        mesh,
         "--mesh-secret-file",
         env_var="MESH_SECRET_FILE",
         default=None,
         metavar="PATH",
         help="shared secret: authenticate the mesh (HMAC-SHA256)",
     )
-    mesh.add_argument(
+    p.option(
+        mesh,
         "--discovery-interval",
         env_var="DISCOVERY_INTERVAL",
         type=_positive,
@@ -177,7 +218,8 @@ def build_parser() -> configargparse.ArgParser:
         help="how often peer names are resolved again (default: 10)",
     )
     rules = p.add_argument_group("forwarding rules (replace the SnowSignal pair when given)")
-    rules.add_argument(
+    p.option(
+        rules,
         "--rule",
         action="append",
         default=[],
@@ -185,14 +227,16 @@ def build_parser() -> configargparse.ArgParser:
         help="'NAME from IF to IF[,IF|mesh] port P[,LO-HI] [group G] "
         "[broadcast] [allow CIDR] [deny CIDR]' (repeatable)",
     )
-    rules.add_argument(
+    p.option(
+        rules,
         "--rules",
         env_var="RULES",
         default=None,
         metavar="RULES",
         help="several rules in the same syntax, separated by ';'",
     )
-    rules.add_argument(
+    p.option(
+        rules,
         "--rules-file",
         env_var="RULES_FILE",
         default=None,
@@ -200,20 +244,23 @@ def build_parser() -> configargparse.ArgParser:
         help="YAML file of rules",
     )
     ops = p.add_argument_group("operation")
-    ops.add_argument(
+    p.option(
+        ops,
         "--metrics-port",
         env_var="METRICS_PORT",
         type=_port,
         default=None,
         help="serve /metrics and /healthz over HTTP on this port",
     )
-    ops.add_argument(
+    p.option(
+        ops,
         "--metrics-address",
         env_var="METRICS_ADDRESS",
         default="127.0.0.1",
         help="address the metrics server binds (default: 127.0.0.1)",
     )
-    ops.add_argument(
+    p.option(
+        ops,
         "--rcvbuf",
         env_var="RCVBUF",
         type=int,
@@ -221,14 +268,24 @@ def build_parser() -> configargparse.ArgParser:
         metavar="BYTES",
         help="receive buffer of each socket (default: 4 MiB)",
     )
-    ops.add_argument(
+    p.option(
+        ops,
         "--event-loop",
         env_var="EVENT_LOOP",
         choices=("auto", "uvloop", "asyncio"),
         default="auto",
         help="auto (default): uvloop when installed, else asyncio",
     )
-    ops.add_argument(
+    p.option(
+        ops,
+        "--log-format",
+        env_var="LOG_FORMAT",
+        choices=("plain", "json"),
+        default="plain",
+        help="plain (default; no timestamp when stderr is the journal) or json (one object a line)",
+    )
+    p.option(
+        ops,
         "--check",
         action="store_true",
         help="validate the configuration, print the rule table and exit",
@@ -236,7 +293,7 @@ def build_parser() -> configargparse.ArgParser:
     return p
 
 
-def _sources(parser: configargparse.ArgParser, argv: Sequence[str]) -> dict[str, str]:
+def _sources(parser: _Parser, argv: Sequence[str]) -> dict[str, str]:
     """Which layer each setting came from: 'command line', 'env NAME' or 'config file PATH'."""
     out: dict[str, str] = {}
     for source, settings in parser.get_source_to_settings_dict().items():
@@ -249,18 +306,29 @@ def _sources(parser: configargparse.ArgParser, argv: Sequence[str]) -> dict[str,
             elif kind == "config_file":
                 out[action.dest] = f"config file {where}"
     flags = {arg.split("=", 1)[0] for arg in argv if arg.startswith("-")}
-    for action in parser._actions:
+    for action in parser.options:
         if flags.intersection(action.option_strings):
             out[action.dest] = "command line"
     return out
 
 
+def env_vars() -> tuple[str, ...]:
+    """Every environment variable `crosscast relay` reads, sorted (for whoever starts a relay
+    and must keep its own environment from leaking into the relay's settings)."""
+    names = {getattr(action, "env_var", None) for action in build_parser().options}
+    return tuple(sorted(name for name in names if name))
+
+
 def _read_rules_file(name: str) -> tuple[Rule, ...]:
     path = Path(name)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise RuleError(f"cannot read rules file {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise RuleError(
+            f"rules file {path} is not UTF-8 text ({e.reason} at byte {e.start})"
+        ) from e
     return load_rules_yaml(text, str(path))
 
 
@@ -306,7 +374,7 @@ def load(
     secret = None
     if ns.mesh_secret_file:
         try:
-            secret = load_secret(ns.mesh_secret_file)
+            secret = parse_secret(Path(ns.mesh_secret_file).read_bytes())
         except (OSError, ValueError) as e:
             reason = e.strerror if isinstance(e, OSError) else str(e)
             problems.append(f"cannot read mesh secret file {ns.mesh_secret_file}: {reason}")
@@ -329,6 +397,9 @@ def load(
         metrics_address=ns.metrics_address,
         rcvbuf=ns.rcvbuf,
         event_loop=ns.event_loop,
+        decode_pvaccess=ns.decode_pvaccess,
+        log_format=ns.log_format,
+        peers_dns=tuple(ns.peers_dns),
         check=ns.check,
         sources=_sources(parser, argv),
     )
@@ -345,6 +416,12 @@ def load(
     return settings
 
 
+def _peers_dest(settings: RelaySettings) -> str:
+    if settings.other_relays:
+        return "other_relays"
+    return "peers_dns" if settings.peers_dns else "service_name"
+
+
 def describe(settings: RelaySettings) -> list[str]:
     """The effective settings, one per line, with where each came from (for logs and --check)."""
 
@@ -357,9 +434,11 @@ def describe(settings: RelaySettings) -> list[str]:
         ("mesh port", str(settings.mesh_port), src("mesh_port")),
         ("mesh format", settings.mesh_format, src("mesh_format")),
         ("mesh secret", secret, src("mesh_secret_file")),
-        ("peers", peers, src("other_relays") if settings.other_relays else src("service_name")),
+        ("peers", peers, src(_peers_dest(settings))),
         ("discovery interval", f"{settings.discovery_interval:g} s", src("discovery_interval")),
         ("log level", settings.log_level, src("log_level")),
+        ("log format", settings.log_format, src("log_format")),
+        ("decode pvaccess", "on" if settings.decode_pvaccess else "off", src("decode_pvaccess")),
         (
             "metrics",
             f"{settings.metrics_address}:{settings.metrics_port}"

@@ -194,7 +194,8 @@ def _start_daemon(daemon: StartDaemon) -> None:
     if daemon.write_pidfile:
         # The shell writes its own PID and execs `ip netns exec`, which execs the daemon.
         argv = ["sh", "-c", 'echo $$ > "$0" && exec "$@"', pidfile, *argv]
-    env = {k: v for k, v in os.environ.items() if k not in daemon.unset_env}
+    keep = daemon.inherit_env
+    env = {k: v for k, v in os.environ.items() if keep is None or k in keep}
     env.update(daemon.env)
     with open(log, "ab") as sink:
         offset = sink.tell()  # what it logs from here on is this start's

@@ -8,7 +8,6 @@ Exit status: 0 ok, 1 a check or verify failed, 2 bad input.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Callable
 from ipaddress import AddressValueError, IPv4Address
@@ -25,7 +24,7 @@ EXIT_USAGE = 2
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    """Add `topology` (and `lease`, when crosscast.topology.leases provides it)."""
+    """Add `topology`, and `lease` (crosscast.topology.leases)."""
     parser = sub.add_parser(
         "topology",
         help="check, render, apply, verify or destroy a declarative edge topology",
@@ -34,7 +33,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    check = actions.add_parser("check", help="validate FILE; print every problem as FILE:LINE")
+    check = actions.add_parser(
+        "check", help="validate FILE; print every problem as FILE:LINE:COLUMN"
+    )
     check.add_argument("file", metavar="FILE")
     check.set_defaults(func=run_check)
 
@@ -65,21 +66,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
             )
         action.set_defaults(func=func)
 
-    leases = _optional_module("crosscast.topology.leases")
-    register_cli = getattr(leases, "register_cli", None)
-    if callable(register_cli):
-        register_cli(sub)
+    # Imported here: leases pulls in the packet socket, which check and render never need.
+    from crosscast.topology.leases import register_cli
 
-
-def _optional_module(name: str) -> object | None:
-    # leases.py and verify.py are written alongside this module; until they exist the
-    # subcommands that need them say so instead of failing at import.
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name != name:
-            raise
-        return None
+    register_cli(sub)
 
 
 def _load(file: str, err: TextIO) -> Topology | None:
@@ -167,20 +157,15 @@ def run_destroy(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    verify = _optional_module("crosscast.topology.verify")
-    run = getattr(verify, "run_verify", None)
-    if not callable(run):
-        print("verify: not available yet", file=sys.stderr)
-        return EXIT_USAGE
+    from crosscast.topology import verify
 
     def act(topology: Topology) -> int:
         prefix = args.netns_prefix
         # The relay's rules cross VLANs only where apply started the relay (netns mode).
-        expect = getattr(verify, "relay_expectation", None)
-        if prefix is None or not callable(expect):
-            return int(run(topology, netns_prefix=prefix))
-        expectation = expect(topology, prefix)
-        result = run(
+        if prefix is None:
+            return int(verify.run_verify(topology, netns_prefix=prefix))
+        expectation = verify.relay_expectation(topology, prefix)
+        result = verify.run_verify(
             topology,
             netns_prefix=prefix,
             expected_crossings=expectation.crossings,

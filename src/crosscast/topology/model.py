@@ -1,8 +1,9 @@
 """The topology model: frozen dataclasses describing one edge device, and nothing else.
 
 This module owns the shape of a topology (VLANs, bridges, Docker networks, router, containers,
-devices, firewall exceptions, relay rules) and the deterministic container MAC. It does no I/O
-and no validation of files: `crosscast.topology.load` turns YAML into these objects.
+devices, firewall exceptions) and the deterministic container MAC; its relay rules are the
+relay's own `Rule` objects (crosscast.relay.rules), naming VLANs instead of interfaces. It does
+no I/O and no validation of files: `crosscast.topology.load` turns YAML into these objects.
 """
 
 from __future__ import annotations
@@ -10,6 +11,23 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
+
+from crosscast.relay.rules import MESH, Rule
+
+__all__ = [
+    "MESH",
+    "Container",
+    "Device",
+    "Dhcp",
+    "DockerNetwork",
+    "FirewallException",
+    "Router",
+    "Rule",
+    "Topology",
+    "Uplink",
+    "Vlan",
+    "mac_for_name",
+]
 
 
 def mac_for_name(name: str) -> str:
@@ -27,7 +45,6 @@ PROTOCOLS = ("any", "tcp", "udp", "icmp")
 DEFAULT_CAPABILITIES = ("NET_ADMIN", "NET_BROADCAST", "NET_RAW")
 # The router answers broadcast pings (the seeds' `--sysctl`) and routes between its interfaces.
 DEFAULT_SYSCTLS = (("net.ipv4.icmp_echo_ignore_broadcasts", "0"), ("net.ipv4.ip_forward", "1"))
-MESH = "mesh"  # a relay rule's `from`/`to` may name the relay mesh instead of a VLAN
 
 
 @dataclass(frozen=True)
@@ -125,20 +142,6 @@ class FirewallException:
 
 
 @dataclass(frozen=True)
-class RelayRule:
-    """A crosscast forwarding rule, naming VLANs (or the mesh) instead of interfaces."""
-
-    name: str
-    source: str
-    destinations: tuple[str, ...]
-    ports: tuple[str, ...] = ()  # "5076" or "5000-5010"
-    groups: tuple[str, ...] = ()  # "233.54.12.234:22001" or "233.54.12.234"
-    broadcast: bool = False
-    allow: tuple[IPv4Network, ...] = ()
-    deny: tuple[IPv4Network, ...] = ()
-
-
-@dataclass(frozen=True)
 class Topology:
     name: str
     trunk: str
@@ -148,7 +151,9 @@ class Topology:
     containers: tuple[Container, ...] = ()  # sorted by name
     devices: tuple[Device, ...] = ()  # sorted by name
     firewall: tuple[FirewallException, ...] = ()  # in file order: order is policy
-    relay_rules: tuple[RelayRule, ...] = ()  # in file order
+    # The relay's own rules, with VLAN names (or MESH) as ingress and egress; render maps the
+    # names to the router's interfaces.
+    relay_rules: tuple[Rule, ...] = ()  # in file order
     source: str = field(default="", compare=False)  # the file it came from, for messages
 
     def vlan(self, name: str) -> Vlan:

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
+from crosscast.relay import READY
 from crosscast.topology.load import IFNAMSIZ, UPLINK_BRIDGE
 from crosscast.topology.model import MESH, Topology, Vlan, mac_for_name
 from crosscast.topology.render import (
@@ -38,7 +39,6 @@ from crosscast.topology.render import (
 HOST = "host"
 STATE_ROOT = "/run/crosscast"
 RELAY = "crosscast relay"
-RELAY_READY = "ready"  # the relay logs a line with this word once its sockets are open
 RELAY_MESH_PORT = 7124  # the relay's default, spelled out when a rule uses the mesh
 _PREFIX = re.compile(r"^[A-Za-z0-9_.-]*$")
 
@@ -76,8 +76,8 @@ class StartDaemon:
     By default the daemon writes its own PID to `pidfile` and has started once it did. With
     `write_pidfile`, apply writes the PID of the process it starts (for a program that writes
     none). With `ready`, it has started only once what it logged since this start has the word
-    `ready`. `args` and `program` say how to recognise it, as in DaemonRunning. `unset_env` are
-    environment variables it must not inherit, `env` ones it gets.
+    `ready`. `args` and `program` say how to recognise it, as in DaemonRunning. `inherit_env`, if
+    set, are the only environment variables it inherits from apply's; `env` are ones it gets.
     """
 
     argv: tuple[str, ...]
@@ -89,7 +89,7 @@ class StartDaemon:
     program: str | None = None  # default: the name of argv[0]
     args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
-    unset_env: tuple[str, ...] = ()
+    inherit_env: tuple[str, ...] | None = None  # None: all of them
 
 
 @dataclass(frozen=True)
@@ -317,18 +317,14 @@ def relay_identity(layout: Layout) -> tuple[str, ...]:
 
 def relay_argv(topology: Topology, layout: Layout) -> tuple[str, ...]:
     argv = (sys.executable, "-m", *relay_identity(layout), "-ll", "info")
-    uses_mesh = any(MESH in (r.source, *r.destinations) for r in topology.relay_rules)
+    uses_mesh = any(MESH in (r.ingress, *r.egress) for r in topology.relay_rules)
     # With no peer named, a relay that uses the mesh talks to itself: harmless, and simple.
     return (*argv, "-m", str(RELAY_MESH_PORT)) if uses_mesh else argv
 
 
-def _relay_env_vars() -> tuple[str, ...]:
-    """Every environment variable `crosscast relay` reads: the relay apply starts takes its
-    settings from its command line and rules file only, not from whoever ran apply."""
-    from crosscast.relay import settings
-
-    names = {getattr(a, "env_var", None) for a in settings.build_parser()._actions}
-    return tuple(sorted(n for n in names if n))
+# What the relay started by apply inherits from apply's environment: enough to find and run
+# Python, nothing that the relay reads as a setting.
+RELAY_INHERITED_ENV = ("PATH", "PYTHONPATH", "HOME", "LANG", "LC_ALL", "TZ")
 
 
 def _relay_steps(topology: Topology, layout: Layout) -> Plan:
@@ -370,11 +366,13 @@ def _relay_steps(topology: Topology, layout: Layout) -> Plan:
                     paths["pid"],
                     paths["log"],
                     write_pidfile=True,
-                    ready=RELAY_READY,
+                    ready=READY,
                     program=RELAY,
                     args=args,
                     env=(("PYTHONUNBUFFERED", "1"),),
-                    unset_env=_relay_env_vars(),
+                    # its settings come from its command line and rules file only, not from
+                    # whoever ran apply (RULES, MESH_SECRET_FILE, ... in the caller's environment)
+                    inherit_env=RELAY_INHERITED_ENV,
                 ),
             ),
         ),
@@ -541,14 +539,22 @@ def plan_apply(
     topology: Topology, layout: Layout, leases: Mapping[str, IPv4Address] | None = None
 ) -> Plan:
     """Everything apply does, in order; each step is skipped when its check says it is done."""
-    leases = leases or {}
-    plan: Plan = []
-    host = layout.host_ns
-    router = topology.router
-    router_ns = layout.ns(router.name)
-    up = topology.uplink
-    paths = dhcpd_paths(layout)
+    return [
+        *_host_steps(topology, layout),
+        *_router_link_steps(topology, layout),
+        *_router_route_steps(topology, layout),
+        *_firewall_steps(topology, layout),
+        *_dhcpd_steps(topology, layout),
+        *_relay_steps(topology, layout),
+        *_node_steps(topology, layout, leases or {}),
+    ]
 
+
+def _host_steps(topology: Topology, layout: Layout) -> Plan:
+    """The host side: the trunk (or the host namespace), one bridge per VLAN, the uplink bridge."""
+    host = layout.host_ns
+    up = topology.uplink
+    plan: Plan = []
     if host is not None:
         plan.append(_namespace_step(host))
     else:
@@ -570,8 +576,15 @@ def plan_apply(
         plan += _vlan_steps(topology, layout, vlan)
     if layout.uplink_bridge:
         plan += _bridge_steps(host, UPLINK_BRIDGE, _cidr(up.gateway, up.subnet))
+    return plan
 
-    # The router.
+
+def _router_link_steps(topology: Topology, layout: Layout) -> Plan:
+    """The router's namespace and its interfaces: one per VLAN, and the uplink."""
+    router = topology.router
+    router_ns = layout.ns(router.name)
+    up = topology.uplink
+    plan: Plan = []
     plan.append(_namespace_step(router_ns))
     for vlan in topology.vlans:
         plan += _plug_steps(
@@ -583,7 +596,6 @@ def plan_apply(
             vlan.bridge,
             _cidr(vlan.router_address, vlan.subnet),
         )
-    uplink_cidr = _cidr(up.router_address, up.subnet)
     if layout.uplink_bridge:
         plan += _plug_steps(
             layout,
@@ -592,63 +604,83 @@ def plan_apply(
             up.router_interface,
             router_mac(topology, up.router_interface),
             UPLINK_BRIDGE,
-            uplink_cidr,
+            _cidr(up.router_address, up.subnet),
         )
     else:
-        temporary = peer_name(router.name, up.router_interface)
-        plan += [
-            Step(
-                f"uplink {up.interface} up",
-                LinkUp(None, up.interface),
-                (Run(("ip", "link", "set", up.interface, "up")),),
-            ),
-            Step(
-                f"{router.name} {up.router_interface}: macvlan on {up.interface}",
-                LinkExists(router_ns, up.router_interface),
-                (
-                    Run(
-                        (
-                            "ip",
-                            "link",
-                            "add",
-                            temporary,
-                            "link",
-                            up.interface,
-                            "type",
-                            "macvlan",
-                            "mode",
-                            "bridge",
-                        ),
-                    ),
-                    Run(("ip", "link", "set", temporary, "netns", router_ns)),
-                    Run(("ip", "link", "set", temporary, "name", up.router_interface), router_ns),
-                ),
-            ),
-            Step(
-                f"{router.name} {up.router_interface} up",
-                LinkUp(router_ns, up.router_interface),
-                (Run(("ip", "link", "set", up.router_interface, "up"), router_ns),),
-            ),
-            Step(
-                f"{router.name} {up.router_interface} has {uplink_cidr}",
-                HasAddress(router_ns, up.router_interface, uplink_cidr),
-                (
-                    Run(
-                        (
-                            "ip",
-                            "address",
-                            "add",
-                            uplink_cidr,
-                            "brd",
-                            "+",
-                            "dev",
-                            up.router_interface,
-                        ),
-                        router_ns,
+        plan += _macvlan_uplink_steps(topology, layout)
+    return plan
+
+
+def _macvlan_uplink_steps(topology: Topology, layout: Layout) -> Plan:
+    """Without an uplink bridge: the router's uplink is a macvlan on the host's uplink."""
+    router = topology.router
+    router_ns = layout.ns(router.name)
+    up = topology.uplink
+    uplink_cidr = _cidr(up.router_address, up.subnet)
+    plan: Plan = []
+    temporary = peer_name(router.name, up.router_interface)
+    plan += [
+        Step(
+            f"uplink {up.interface} up",
+            LinkUp(None, up.interface),
+            (Run(("ip", "link", "set", up.interface, "up")),),
+        ),
+        Step(
+            f"{router.name} {up.router_interface}: macvlan on {up.interface}",
+            LinkExists(router_ns, up.router_interface),
+            (
+                Run(
+                    (
+                        "ip",
+                        "link",
+                        "add",
+                        temporary,
+                        "link",
+                        up.interface,
+                        "type",
+                        "macvlan",
+                        "mode",
+                        "bridge",
                     ),
                 ),
+                Run(("ip", "link", "set", temporary, "netns", router_ns)),
+                Run(("ip", "link", "set", temporary, "name", up.router_interface), router_ns),
             ),
-        ]
+        ),
+        Step(
+            f"{router.name} {up.router_interface} up",
+            LinkUp(router_ns, up.router_interface),
+            (Run(("ip", "link", "set", up.router_interface, "up"), router_ns),),
+        ),
+        Step(
+            f"{router.name} {up.router_interface} has {uplink_cidr}",
+            HasAddress(router_ns, up.router_interface, uplink_cidr),
+            (
+                Run(
+                    (
+                        "ip",
+                        "address",
+                        "add",
+                        uplink_cidr,
+                        "brd",
+                        "+",
+                        "dev",
+                        up.router_interface,
+                    ),
+                    router_ns,
+                ),
+            ),
+        ),
+    ]
+    return plan
+
+
+def _router_route_steps(topology: Topology, layout: Layout) -> Plan:
+    """The router's default route (to the uplink gateway) and its sysctls."""
+    router = topology.router
+    router_ns = layout.ns(router.name)
+    up = topology.uplink
+    plan: Plan = []
     plan.append(
         Step(
             f"{router.name} default route via {up.gateway}",
@@ -680,6 +712,15 @@ def plan_apply(
         )
         for key, value in sorted(sysctls.items())
     ]
+    return plan
+
+
+def _firewall_steps(topology: Topology, layout: Layout) -> Plan:
+    """The router's firewall: the rendered rules on disk, and loaded."""
+    router = topology.router
+    router_ns = layout.ns(router.name)
+    paths = dhcpd_paths(layout)
+    plan: Plan = []
     rules = render_iptables_rules(topology)
     plan += [
         Step(
@@ -693,6 +734,14 @@ def plan_apply(
             (Run(("iptables-restore",), router_ns, input=rules),),
         ),
     ]
+    return plan
+
+
+def _dhcpd_steps(topology: Topology, layout: Layout) -> Plan:
+    """dhcpd in the router, on its VLAN interfaces, restarted when its config changed."""
+    router_ns = layout.ns(topology.router.name)
+    paths = dhcpd_paths(layout)
+    plan: Plan = []
     conf = render_dhcpd_conf(topology)
     interfaces = tuple(v.router_interface for v in topology.vlans)
     plan += [
@@ -723,9 +772,13 @@ def plan_apply(
             ),
         ),
     ]
-    plan += _relay_steps(topology, layout)
+    return plan
 
-    # Containers, and stand-ins for the physical devices.
+
+def _node_steps(topology: Topology, layout: Layout, leases: Mapping[str, IPv4Address]) -> Plan:
+    """Containers, and stand-ins for the physical devices: plugged into their VLAN's bridge."""
+    host = layout.host_ns
+    plan: Plan = []
     nodes: list[tuple[str, str, str, IPv4Address | None, str]] = []
     for c in topology.containers:
         address = c.address or leases.get(c.name)

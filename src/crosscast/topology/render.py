@@ -9,20 +9,15 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from ipaddress import IPv4Network
 from typing import Any
 
 import yaml
 
-from crosscast.topology.model import (
-    MESH,
-    Container,
-    DockerNetwork,
-    FirewallException,
-    RelayRule,
-    Topology,
-    Vlan,
-)
+from crosscast.relay.rules import MESH, Rule, format_rules_yaml
+from crosscast.topology.kea import render_kea_dhcp4_conf
+from crosscast.topology.model import Container, DockerNetwork, FirewallException, Topology, Vlan
 
 
 def _header(topology: Topology, comment: str = "#") -> str:
@@ -472,38 +467,26 @@ def render_nft_rules(topology: Topology) -> str:
 # -- the relay ----------------------------------------------------------------------------------
 
 
-def render_relay_rules(topology: Topology) -> str:
-    """crosscast's rules file for a relay in the router: VLAN names become its interfaces."""
+def router_relay_rules(topology: Topology) -> tuple[Rule, ...]:
+    """The topology's relay rules as the relay in the router sees them: each VLAN name becomes
+    the router's interface on that VLAN (the mesh stays the mesh)."""
 
     def interface(name: str) -> str:
         return name if name == MESH else topology.vlan(name).router_interface
 
-    def port(value: str) -> int | str:
-        return int(value) if value.isdigit() else value
-
-    def ports(rule: RelayRule) -> list[int | str]:
-        # crosscast's rules match every port of a rule on every group of it: a group's own port
-        # ("233.54.12.234:22001") joins the rule's ports.
-        extra = [g.partition(":")[2] for g in rule.groups if ":" in g]
-        return [port(p) for p in dict.fromkeys((*rule.ports, *extra))]
-
-    rules = [
-        {
-            "name": rule.name,
-            "from": interface(rule.source),
-            "to": [interface(d) for d in rule.destinations],
-            "ports": ports(rule),
-            "groups": list(dict.fromkeys(g.partition(":")[0] for g in rule.groups)),
-            "broadcast": rule.broadcast,
-            "allow": [_prefix(n) for n in rule.allow],
-            "deny": [_prefix(n) for n in rule.deny],
-        }
+    return tuple(
+        replace(rule, ingress=interface(rule.ingress), egress=tuple(map(interface, rule.egress)))
         for rule in topology.relay_rules
-    ]
+    )
+
+
+def render_relay_rules(topology: Topology) -> str:
+    """crosscast's rules file for a relay in the router: VLAN names become its interfaces."""
     legend = ", ".join(f"{v.name} = {v.router_interface}" for v in topology.vlans)
-    body = yaml.safe_dump({"rules": rules}, sort_keys=False, default_flow_style=None, width=100)
     return (
-        _header(topology) + f"# Interfaces of the router {topology.router.name}: {legend}.\n" + body
+        _header(topology)
+        + f"# Interfaces of the router {topology.router.name}: {legend}.\n"
+        + format_rules_yaml(router_relay_rules(topology))
     )
 
 
@@ -511,6 +494,7 @@ def render_relay_rules(topology: Topology) -> str:
 
 RENDERERS: dict[str, Callable[[Topology], str]] = {
     "dhcpd.conf": render_dhcpd_conf,
+    "kea-dhcp4.conf": render_kea_dhcp4_conf,
     "host-network.sh": render_host_network_sh,
     "interfaces": render_interfaces,
     "docker-networks.sh": render_docker_networks_sh,

@@ -8,8 +8,10 @@ import pytest
 from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import ARP, Ether
+from scapy.packet import Packet
 
-from crosscast.topology import dhcp
+from crosscast.net.frames import FrameError, mac_from_str, parse_udp_frame
+from crosscast.topology.leases import dhcp
 
 MAC = "02:11:22:33:44:55"
 SERVER_MAC = "02:aa:bb:cc:dd:ee"
@@ -31,7 +33,7 @@ def _scapy_reply(message_type: str, *extra: tuple[object, ...]) -> bytes:
             flags=0x8000,
             yiaddr=str(IP1),
             siaddr=str(SERVER),
-            chaddr=dhcp.mac_to_bytes(MAC) + bytes(10),
+            chaddr=mac_from_str(MAC) + bytes(10),
         )
         / DHCP(options=options)
     )
@@ -40,10 +42,10 @@ def _scapy_reply(message_type: str, *extra: tuple[object, ...]) -> bytes:
 def test_discover_is_a_broadcast_bootrequest_with_identity_options() -> None:
     pkt = BOOTP(dhcp.build_discover(XID, MAC, hostname="container1"))
     assert (pkt.op, pkt.htype, pkt.hlen, pkt.xid, pkt.flags) == (1, 1, 6, XID, 0x8000)
-    assert pkt.chaddr[:6] == dhcp.mac_to_bytes(MAC)
+    assert pkt.chaddr[:6] == mac_from_str(MAC)
     opts = _opts(pkt)
     assert opts["message-type"] == 1
-    assert opts["client_id"] == b"\x01" + dhcp.mac_to_bytes(MAC)
+    assert opts["client_id"] == b"\x01" + mac_from_str(MAC)
     assert opts["hostname"] == b"container1"
     assert 3 in opts["param_req_list"]  # type: ignore[operator]
 
@@ -120,9 +122,9 @@ def test_parse_nak_keeps_the_servers_message() -> None:
 
 def test_parse_reads_options_overloaded_into_the_file_field() -> None:
     file_options = bytes([51, 4, 0, 0, 0x0E, 0x10, 255])
-    pkt = BOOTP(
-        op=2, xid=XID, yiaddr=str(IP1), chaddr=dhcp.mac_to_bytes(MAC), file=file_options
-    ) / DHCP(options=[("message-type", "ack"), ("dhcp-option-overload", 1), "end"])
+    pkt = BOOTP(op=2, xid=XID, yiaddr=str(IP1), chaddr=mac_from_str(MAC), file=file_options) / DHCP(
+        options=[("message-type", "ack"), ("dhcp-option-overload", 1), "end"]
+    )
     assert dhcp.parse_reply(bytes(pkt)).lease_time == 3600
 
 
@@ -131,7 +133,7 @@ def test_parse_reads_options_overloaded_into_the_file_field() -> None:
     [
         ("truncated", _scapy_reply("ack")[:200]),
         ("a request", bytes(BOOTP(op=1) / DHCP(options=[("message-type", "ack"), "end"]))),
-        ("no cookie", bytes(BOOTP(op=2, chaddr=dhcp.mac_to_bytes(MAC)))),
+        ("no cookie", bytes(BOOTP(op=2, chaddr=mac_from_str(MAC)))),
         ("no message type", bytes(BOOTP(op=2) / DHCP(options=[("lease_time", 5), "end"]))),
         ("option runs past the end", _scapy_reply("ack").rstrip(b"\x00")[:-1] + b"\x33\x09"),
     ],
@@ -154,7 +156,7 @@ def test_client_frame_is_valid_ethernet_ip_udp_for_scapy() -> None:
     assert bytes(frame[UDP].payload) == message
 
 
-def test_parse_udp_frame_reads_a_scapy_reply() -> None:
+def test_parse_reply_frame_reads_a_scapy_reply() -> None:
     payload = _scapy_reply("offer")
     raw = bytes(
         Ether(src=SERVER_MAC, dst="ff:ff:ff:ff:ff:ff")
@@ -162,17 +164,36 @@ def test_parse_udp_frame_reads_a_scapy_reply() -> None:
         / UDP(sport=67, dport=68)
         / payload
     )
-    d = dhcp.parse_udp_frame(raw + b"\x00" * 4)  # trailing Ethernet padding is ignored
-    assert (d.src_mac, d.src_ip, d.src_port, d.dst_port) == (SERVER_MAC, SERVER, 67, 68)
-    assert d.payload == payload
+    reply, server_mac = dhcp.parse_reply_frame(raw + b"\x00" * 4)  # Ethernet padding ignored
+    assert server_mac == SERVER_MAC
+    assert reply == dhcp.parse_reply(payload)
 
 
-def test_parse_udp_frame_rejects_fragments_and_other_protocols() -> None:
-    frag = Ether() / IP(src="10.0.0.1", dst="10.0.0.2", flags="MF") / UDP(dport=68) / b"x"
-    tcp = Ether() / IP(src="10.0.0.1", dst="10.0.0.2", proto=6) / (b"\x00" * 20)
-    for raw in (bytes(frag), bytes(tcp), bytes(Ether() / ARP())):
-        with pytest.raises(ValueError, match=r".+"):
-            dhcp.parse_udp_frame(raw)
+def test_client_frame_parses_with_the_frame_codec() -> None:
+    message = dhcp.build_discover(XID, MAC)
+    f = parse_udp_frame(dhcp.client_frame(message, MAC))
+    assert (f.src_mac, f.src_ip, f.dst_ip) == (mac_from_str(MAC), 0, 0xFFFFFFFF)
+    assert (f.src_port, f.dst_port, f.payload) == (68, 67, message)
+
+
+@pytest.mark.parametrize(
+    ("what", "raw"),
+    [
+        ("fragment", Ether() / IP(src="10.0.0.1", dst="10.0.0.2", flags="MF") / UDP(dport=68)),
+        ("not-udp", Ether() / IP(src="10.0.0.1", dst="10.0.0.2", proto=6) / (b"\x00" * 20)),
+        ("not-ipv4", Ether() / ARP()),
+    ],
+)
+def test_parse_reply_frame_rejects_what_the_frame_codec_rejects(what: str, raw: Packet) -> None:
+    with pytest.raises(FrameError) as exc:
+        dhcp.parse_reply_frame(bytes(raw))
+    assert exc.value.reason == what
+
+
+def test_parse_reply_frame_rejects_another_udp_port() -> None:
+    raw = Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=67, dport=69) / b"x"
+    with pytest.raises(ValueError, match="port 69"):
+        dhcp.parse_reply_frame(bytes(raw))
 
 
 def test_arp_probe_has_sender_ip_zero() -> None:

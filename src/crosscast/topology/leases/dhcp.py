@@ -1,8 +1,10 @@
-"""The DHCP client's wire formats: BOOTP/DHCP messages, their Ethernet/IPv4/UDP framing, ARP probes.
+"""The DHCP client's wire formats: BOOTP/DHCP messages, ARP probes, and their framing.
 
 Bytes in, values out. This module owns encoding and decoding only: it opens no socket, reads no
 clock and keeps no state, so `crosscast lease` (which owns the AF_PACKET socket and the timers)
-and its tests share one codec. Malformed input raises `ValueError`; the caller drops it.
+and its tests share one codec. The Ethernet/IPv4/UDP layer around a DHCP message is not coded
+here but by crosscast.net.frames, the one frame codec. Malformed input raises `ValueError`
+(`frames.FrameError` is one); the caller drops it.
 
 References: RFC 2131 (DHCP, BOOTP header and the client's states), RFC 2132 (options),
 RFC 826 / RFC 5227 (ARP and the address-conflict probe), RFC 791 / RFC 768 (IPv4, UDP).
@@ -16,6 +18,9 @@ import struct
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from crosscast.net import frames
+from crosscast.net.frames import ETH_HLEN, ETH_P_IP, mac_from_str, mac_to_str
+
 # --- constants, with where they come from ----------------------------------------------------
 
 BOOTREQUEST = 1  # RFC 2131 section 2, op
@@ -27,11 +32,9 @@ BOOTP_FIXED_LEN = 236  # op .. file, before the cookie
 SERVER_PORT = 67
 CLIENT_PORT = 68
 
-ETH_P_IP = 0x0800  # linux/if_ether.h
-ETH_P_ARP = 0x0806
-ETH_HEADER_LEN = 14
+ETH_P_ARP = 0x0806  # linux/if_ether.h
 BROADCAST_MAC = "ff:ff:ff:ff:ff:ff"
-IPPROTO_UDP = 17
+IPTOS_LOWDELAY = 0x10  # netinet/ip.h: the type of service ISC's dhclient sends with
 ANY = ipaddress.IPv4Address("0.0.0.0")
 LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
@@ -83,23 +86,9 @@ PARAMETERS_WANTED = bytes(
 # --- addresses ---------------------------------------------------------------------------------
 
 
-def mac_to_bytes(mac: str) -> bytes:
-    """'02:ab:..' -> 6 bytes; anything else is a ValueError."""
-    parts = mac.split(":")
-    if len(parts) != 6 or not all(len(p) == 2 for p in parts):
-        raise ValueError(f"not a MAC address: {mac!r}")
-    return bytes(int(p, 16) for p in parts)
-
-
-def mac_to_str(raw: bytes) -> str:
-    if len(raw) != 6:
-        raise ValueError(f"a MAC address has 6 bytes, not {len(raw)}")
-    return ":".join(f"{b:02x}" for b in raw)
-
-
 def client_id_for(mac: str) -> bytes:
     """Option 61 as RFC 2132 section 9.14 suggests: hardware type 1, then the MAC."""
-    return bytes([HTYPE_ETHERNET]) + mac_to_bytes(mac)
+    return bytes([HTYPE_ETHERNET]) + mac_from_str(mac)
 
 
 # --- BOOTP/DHCP messages ------------------------------------------------------------------------
@@ -148,7 +137,7 @@ def _message(
     ciaddr: ipaddress.IPv4Address = ANY,
     broadcast: bool = True,
 ) -> bytes:
-    chaddr = mac_to_bytes(mac)
+    chaddr = mac_from_str(mac)
     header = struct.pack(
         "!BBBBIHH4s4s4s4s16s64s128s",
         BOOTREQUEST,
@@ -328,88 +317,7 @@ def parse_reply(message: bytes) -> Reply:
     )
 
 
-# --- Ethernet / IPv4 / UDP framing ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Datagram:
-    """A UDP datagram as seen on the wire, with the Ethernet addresses around it."""
-
-    src_mac: str
-    dst_mac: str
-    src_ip: ipaddress.IPv4Address
-    dst_ip: ipaddress.IPv4Address
-    src_port: int
-    dst_port: int
-    payload: bytes
-
-
-def _checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071)."""
-    if len(data) % 2:
-        data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return int(~total & 0xFFFF)
-
-
-def build_udp_frame(d: Datagram) -> bytes:
-    """Ethernet II + IPv4 (no options, TTL 64, DF clear) + UDP with its checksum."""
-    udp_len = 8 + len(d.payload)
-    pseudo = d.src_ip.packed + d.dst_ip.packed + struct.pack("!BBH", 0, IPPROTO_UDP, udp_len)
-    udp_header = struct.pack("!HHHH", d.src_port, d.dst_port, udp_len, 0)
-    udp_sum = _checksum(pseudo + udp_header + d.payload) or 0xFFFF  # 0 means "none" in UDP
-    udp = struct.pack("!HHHH", d.src_port, d.dst_port, udp_len, udp_sum) + d.payload
-    ip_header = struct.pack(
-        "!BBHHHBBH4s4s",
-        0x45,  # version 4, 5 words
-        0x10,  # TOS low delay, as ISC's client uses
-        20 + udp_len,
-        0,  # identification
-        0,  # flags and fragment offset
-        64,  # TTL
-        IPPROTO_UDP,
-        0,
-        d.src_ip.packed,
-        d.dst_ip.packed,
-    )
-    ip_header = ip_header[:10] + struct.pack("!H", _checksum(ip_header)) + ip_header[12:]
-    eth = mac_to_bytes(d.dst_mac) + mac_to_bytes(d.src_mac) + struct.pack("!H", ETH_P_IP)
-    return eth + ip_header + udp
-
-
-def parse_udp_frame(frame: bytes) -> Datagram:
-    """Ethernet II + IPv4 + UDP -> Datagram; not that, fragmented or truncated -> ValueError."""
-    if len(frame) < ETH_HEADER_LEN + 20 + 8:
-        raise ValueError(f"{len(frame)} bytes is too short for a UDP frame")
-    (ethertype,) = struct.unpack_from("!H", frame, 12)
-    if ethertype != ETH_P_IP:
-        raise ValueError(f"ethertype {ethertype:#06x} is not IPv4")
-    ip = frame[ETH_HEADER_LEN:]
-    version, ihl = ip[0] >> 4, (ip[0] & 0x0F) * 4
-    if version != 4 or ihl < 20:
-        raise ValueError("not an IPv4 header")
-    total_len, frag = struct.unpack_from("!H2xH", ip, 2)
-    if ip[9] != IPPROTO_UDP:
-        raise ValueError(f"IP protocol {ip[9]} is not UDP")
-    if frag & 0x3FFF:  # MF set or a fragment offset: we never reassemble
-        raise ValueError("a fragment")
-    if total_len > len(ip) or total_len < ihl + 8:
-        raise ValueError("IPv4 total length does not fit the frame")
-    udp = ip[ihl:total_len]
-    src_port, dst_port, udp_len = struct.unpack_from("!HHH", udp)
-    if udp_len < 8 or udp_len > len(udp):
-        raise ValueError("UDP length does not fit the IP payload")
-    return Datagram(
-        src_mac=mac_to_str(frame[6:12]),
-        dst_mac=mac_to_str(frame[0:6]),
-        src_ip=ipaddress.IPv4Address(ip[12:16]),
-        dst_ip=ipaddress.IPv4Address(ip[16:20]),
-        src_port=src_port,
-        dst_port=dst_port,
-        payload=bytes(udp[8:udp_len]),
-    )
+# --- Ethernet / IPv4 / UDP framing: the one codec, crosscast.net.frames -------------------------
 
 
 def client_frame(
@@ -421,9 +329,28 @@ def client_frame(
     dst_mac: str = BROADCAST_MAC,
 ) -> bytes:
     """A client's DHCP message framed from port 68 to the server's port 67."""
-    return build_udp_frame(
-        Datagram(mac, dst_mac, src_ip, dst_ip, CLIENT_PORT, SERVER_PORT, message)
+    return frames.build_udp_frame(
+        src_mac=mac_from_str(mac),
+        dst_mac=mac_from_str(dst_mac),
+        src_ip=int(src_ip),
+        dst_ip=int(dst_ip),
+        src_port=CLIENT_PORT,
+        dst_port=SERVER_PORT,
+        payload=message,
+        tos=IPTOS_LOWDELAY,
     )
+
+
+def parse_reply_frame(frame: bytes) -> tuple[Reply, str]:
+    """A server's reply framed to the client port: (the reply, the server's MAC).
+
+    Anything else (not IPv4/UDP, a fragment, a bad IP checksum, another port, not a DHCP
+    reply) is a ValueError: a `frames.FrameError` from the framing, or one from `parse_reply`.
+    """
+    f = frames.parse_udp_frame(frame)
+    if f.dst_port != CLIENT_PORT:
+        raise ValueError(f"UDP port {f.dst_port} is not the DHCP client's")
+    return parse_reply(f.payload), mac_to_str(f.src_mac)
 
 
 # --- ARP (RFC 826) and the address-conflict probe (RFC 5227) -----------------------------------
@@ -441,7 +368,7 @@ class Arp:
 def build_arp_probe(mac: str, target_ip: ipaddress.IPv4Address) -> bytes:
     """An ARP probe (RFC 5227 section 2.1.1): a broadcast request from `mac` (the interface's
     own address) with sender IP 0.0.0.0, so no neighbour cache learns the address we test."""
-    eth = mac_to_bytes(BROADCAST_MAC) + mac_to_bytes(mac) + struct.pack("!H", ETH_P_ARP)
+    eth = mac_from_str(BROADCAST_MAC) + mac_from_str(mac) + struct.pack("!H", ETH_P_ARP)
     arp = struct.pack(
         "!HHBBH6s4s6s4s",
         HTYPE_ETHERNET,
@@ -449,7 +376,7 @@ def build_arp_probe(mac: str, target_ip: ipaddress.IPv4Address) -> bytes:
         6,
         4,
         ARPOP_REQUEST,
-        mac_to_bytes(mac),
+        mac_from_str(mac),
         ANY.packed,
         bytes(6),
         target_ip.packed,
@@ -458,13 +385,13 @@ def build_arp_probe(mac: str, target_ip: ipaddress.IPv4Address) -> bytes:
 
 
 def parse_arp_frame(frame: bytes) -> Arp:
-    if len(frame) < ETH_HEADER_LEN + 28:
+    if len(frame) < ETH_HLEN + 28:
         raise ValueError(f"{len(frame)} bytes is too short for an ARP frame")
     (ethertype,) = struct.unpack_from("!H", frame, 12)
     if ethertype != ETH_P_ARP:
         raise ValueError(f"ethertype {ethertype:#06x} is not ARP")
     htype, ptype, hlen, plen, op, sha, spa, tha, tpa = struct.unpack_from(
-        "!HHBBH6s4s6s4s", frame, ETH_HEADER_LEN
+        "!HHBBH6s4s6s4s", frame, ETH_HLEN
     )
     if (htype, ptype, hlen, plen) != (HTYPE_ETHERNET, ETH_P_IP, 6, 4):
         raise ValueError("not Ethernet/IPv4 ARP")

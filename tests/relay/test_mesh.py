@@ -1,0 +1,102 @@
+"""The mesh socket on loopback: what it sends and receives, and what it counts when it cannot."""
+
+from __future__ import annotations
+
+import errno
+import select
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from crosscast.relay.capture import DRAIN_LIMIT, StartupError
+from crosscast.relay.mesh import MeshSocket
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+def mesh() -> Iterator[MeshSocket]:
+    m = MeshSocket(free_port(), 1 << 16)
+    yield m
+    m.close()
+
+
+def drain(m: MeshSocket, want: int) -> list[tuple[bytes, str]]:
+    """receive() until `want` datagrams came (loopback delivers at once; select() bounds it)."""
+    got: list[tuple[bytes, str]] = []
+    while len(got) < want and select.select([m.sock], [], [], 5)[0]:
+        got += m.receive()
+    return got
+
+
+def test_a_datagram_sent_to_itself_is_received_with_its_sender(mesh: MeshSocket) -> None:
+    mesh.send(b"CX hello", ["127.0.0.1"])
+    assert drain(mesh, 1) == [(b"CX hello", "127.0.0.1")]
+    assert mesh.counters == {("mesh_sent", "127.0.0.1"): 1}
+
+
+def test_receive_returns_nothing_when_nothing_is_queued(mesh: MeshSocket) -> None:
+    assert mesh.receive() == []
+
+
+class _Endless:
+    """A socket with more queued than one wake-up may take."""
+
+    def recvfrom(self, size: int) -> tuple[bytes, tuple[str, int]]:
+        return b"CX", ("127.0.0.1", 7124)
+
+
+def test_receive_takes_at_most_the_drain_limit_per_wake_up(mesh: MeshSocket) -> None:
+    # so that a flood on the mesh cannot starve the capture sockets
+    real = mesh.sock
+    mesh.sock = _Endless()  # type: ignore[assignment]
+    try:
+        assert len(mesh.receive()) == DRAIN_LIMIT
+    finally:
+        mesh.sock = real
+
+
+def test_a_peer_that_cannot_be_sent_to_is_counted_by_peer(mesh: MeshSocket) -> None:
+    # A broadcast address without SO_BROADCAST: sendto fails with EACCES, nothing leaves.
+    mesh.send(b"CX", ["255.255.255.255", "127.0.0.1"])
+    assert mesh.counters["mesh_send_errors", "255.255.255.255"] == 1
+    assert mesh.counters["mesh_sent", "127.0.0.1"] == 1
+
+
+class _ErrorThenNothing:
+    """A socket whose next recvfrom fails as an ICMP error for an earlier send would."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def recvfrom(self, size: int) -> tuple[bytes, tuple[str, int]]:
+        self.calls += 1
+        if self.calls == 1:
+            raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+        if self.calls == 2:
+            return b"CX after", ("127.0.0.1", 7124)
+        raise BlockingIOError
+
+
+def test_a_receive_error_is_a_receive_error_not_a_send_error(mesh: MeshSocket) -> None:
+    real = mesh.sock
+    mesh.sock = _ErrorThenNothing()  # type: ignore[assignment]
+    try:
+        assert mesh.receive() == [(b"CX after", "127.0.0.1")]  # and it goes on reading
+    finally:
+        mesh.sock = real
+    assert mesh.counters == {("mesh_receive_errors",): 1}
+
+
+def test_a_mesh_port_in_use_is_a_startup_error() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("0.0.0.0", 0))
+        port = taken.getsockname()[1]
+        with pytest.raises(StartupError, match=f"cannot listen on mesh port {port}/udp"):
+            MeshSocket(port, 1 << 16)
