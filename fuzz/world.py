@@ -9,7 +9,7 @@ from crosscast.net.frames import ip_from_str, mac_from_str
 from crosscast.relay.engine import Interface, Relay
 from crosscast.relay.envelope import CrosscastCodec
 from crosscast.relay.ruleindex import RuleTable
-from crosscast.relay.rules import parse_rules_text
+from crosscast.relay.rules import Rule, format_rule_table, parse_rules_text
 
 NOW = 1_800_000_000.0  # every target runs at this instant: inputs replay the same way
 SECRET = b"fuzzing secret"
@@ -29,6 +29,12 @@ INTERFACES = {
     "eth0": Interface("eth0", mac_from_str("02:cc:00:00:00:01"), ip_from_str("10.0.1.21"), 24),
     "eth1": Interface("eth1", mac_from_str("02:cc:00:00:00:02"), ip_from_str("10.0.2.21"), 24),
 }
+
+
+def tabulate(rules: tuple[Rule, ...]) -> None:
+    """What the relay does with rules it accepted: index them, print the `--check` table."""
+    RuleTable(rules)
+    format_rule_table(rules)
 
 
 def relay(*, secret: bytes | None = None, mesh_format: str = "crosscast") -> Relay:
