@@ -42,6 +42,10 @@ def compose(text: str, filename: str) -> yaml.Node | None:
         return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as e:
         raise YamlSyntaxError(syntax_message(e, filename)) from None
+    except RecursionError:
+        # PyYAML composes recursively, a few Python frames per nesting level: some 500 "[" use
+        # up the stack (found by fuzz/rules_yaml.py). No real file nests that deep.
+        raise YamlSyntaxError(f"{filename}:1:1: not valid YAML: nested too deeply") from None
 
 
 def syntax_message(e: yaml.YAMLError, filename: str) -> str:

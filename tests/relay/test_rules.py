@@ -398,6 +398,14 @@ def test_yaml_problems(text: str, expected: list[str]) -> None:
     assert str(exc.value) == "\n".join(expected)
 
 
+# Found by the fuzzer (fuzz/rules_yaml.py, issue 9): PyYAML composes recursively, one level of
+# Python stack per nesting level, so about 500 "[" in a rules file made `crosscast relay --check`
+# (and a reload) die with a RecursionError traceback instead of one line.
+def test_yaml_nested_too_deeply_is_an_error_not_a_crash() -> None:
+    with pytest.raises(RuleError, match=r"^deep\.yaml:1:1: .*nested too deeply"):
+        load_rules_yaml("[" * 1000, "deep.yaml")
+
+
 def test_yaml_empty_rules_list_is_no_rules() -> None:
     assert load_rules_yaml("rules: []\n", "f.yaml") == ()
     assert load_rules_yaml("rules:\n", "f.yaml") == ()

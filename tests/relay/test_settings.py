@@ -103,6 +103,18 @@ def test_bad_configuration_is_one_line(argv: list[str], env: dict[str, str], mes
     assert all("\n" not in p for p in e.value.problems)
 
 
+# Found while fuzzing the rules file (issue 9): it was read with the locale's encoding and only
+# OSError was caught, so a file that is not UTF-8 was a UnicodeDecodeError traceback.
+def test_rules_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_bytes(b"rules: []\n# \xff\xfe\n")
+    with pytest.raises(SettingsError) as e:
+        load("--rules-file", str(path))
+    assert e.value.problems == [
+        f"rules file {path} is not UTF-8 text (invalid start byte at byte 12)"
+    ]
+
+
 def test_secret_with_snowsignal_format_is_refused(tmp_path: Path) -> None:
     secret = tmp_path / "secret"
     secret.write_text("s3cret\n")

@@ -387,6 +387,26 @@ def test_empty_file_is_reported() -> None:
     assert caught.value.problems == ["e.yaml:1:1: the file is empty"]
 
 
+# Found by the fuzzer (fuzz/topology_yaml.py, issue 9): PyYAML composes recursively, a few Python
+# frames per nesting level, so about 500 "[" made `topology check` die with a traceback.
+def test_deeply_nested_file_is_reported_not_a_crash() -> None:
+    with pytest.raises(TopologyErrors) as caught:
+        parse_topology("[" * 1000, "deep.yaml")
+    assert caught.value.problems == ["deep.yaml:1:1: not valid YAML: nested too deeply"]
+
+
+# Found while fuzzing (issue 9): load_topology caught only OSError around read_text, so a file
+# that is not UTF-8 was a UnicodeDecodeError traceback from `topology check`.
+def test_file_that_is_not_utf8_is_reported_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_bytes(b"vlans: []\n# \xff\xfe\n")
+    with pytest.raises(TopologyErrors) as caught:
+        load_topology(path)
+    assert caught.value.problems == [
+        f"topology file {path} is not UTF-8 text (invalid start byte at byte 12)"
+    ]
+
+
 def test_verify_without_a_prefix_hands_the_topology_to_run_verify(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

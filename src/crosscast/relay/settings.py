@@ -332,9 +332,13 @@ def env_vars() -> tuple[str, ...]:
 def _read_rules_file(name: str) -> tuple[Rule, ...]:
     path = Path(name)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise RuleError(f"cannot read rules file {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise RuleError(
+            f"rules file {path} is not UTF-8 text ({e.reason} at byte {e.start})"
+        ) from e
     return load_rules_yaml(text, str(path))
 
 

@@ -32,6 +32,9 @@ def load_topology(path: str | Path) -> Topology:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise TopologyErrors([f"cannot read topology file {path}: {exc.strerror}"]) from exc
+    except UnicodeDecodeError as exc:
+        where = f"topology file {path} is not UTF-8 text"
+        raise TopologyErrors([f"{where} ({exc.reason} at byte {exc.start})"]) from exc
     return parse_topology(text, str(path))
 
 
