@@ -289,12 +289,15 @@ def test_healthcheck_fails_when_nothing_listens(final: list[Instruction]) -> Non
 # --- docker/entrypoint.sh ------------------------------------------------------------------------
 
 
-def status_text(*, euid: int, caps: tuple[int, ...], no_new_privs: int = 0) -> str:
+def status_text(
+    *, euid: int, caps: tuple[int, ...], no_new_privs: int = 0, ambient: tuple[int, ...] = ()
+) -> str:
     bounding = sum(1 << c for c in caps)
+    amb = sum(1 << c for c in ambient)
     return (
         f"Name:\tsh\nUid:\t{euid}\t{euid}\t{euid}\t{euid}\n"
-        f"CapInh:\t0000000000000000\nCapPrm:\t0000000000000000\n"
-        f"CapBnd:\t{bounding:016x}\nCapAmb:\t0000000000000000\nNoNewPrivs:\t{no_new_privs}\n"
+        f"CapInh:\t{amb:016x}\nCapPrm:\t{amb:016x}\nCapEff:\t{amb:016x}\n"
+        f"CapBnd:\t{bounding:016x}\nCapAmb:\t{amb:016x}\nNoNewPrivs:\t{no_new_privs}\n"
     )
 
 
@@ -339,6 +342,28 @@ def test_entrypoint_raises_only_what_the_bounding_set_holds(tmp_path: Path) -> N
     # Docker's default set has NET_RAW but not NET_ADMIN; asking for more would fail the exec.
     proc = run_entrypoint(tmp_path, status_text(euid=10001, caps=(CAP_NET_RAW,)), "relay")
     assert "[--inh-caps] [+net_raw] [--ambient-caps] [+net_raw]" in proc.stdout
+
+
+def test_entrypoint_leaves_capabilities_the_engine_made_ambient_alone(tmp_path: Path) -> None:
+    # podman gives a non-root user its --cap-add capabilities as ambient ones already
+    both = (CAP_NET_RAW, CAP_NET_ADMIN)
+    proc = run_entrypoint(tmp_path, status_text(euid=10001, caps=both, ambient=both), "relay")
+    assert proc.stdout.strip() == "crosscast [relay]"
+    assert proc.stderr == ""
+
+
+def test_entrypoint_with_ambient_capabilities_ignores_no_new_privileges(tmp_path: Path) -> None:
+    both = (CAP_NET_RAW, CAP_NET_ADMIN)
+    status = status_text(euid=10001, caps=both, ambient=both, no_new_privs=1)
+    proc = run_entrypoint(tmp_path, status, "relay")
+    assert proc.stdout.strip() == "crosscast [relay]"
+    assert proc.stderr == ""  # nothing is missing, so there is nothing to warn about
+
+
+def test_entrypoint_raises_what_is_not_ambient_yet(tmp_path: Path) -> None:
+    status = status_text(euid=10001, caps=(CAP_NET_RAW, CAP_NET_ADMIN), ambient=(CAP_NET_RAW,))
+    proc = run_entrypoint(tmp_path, status, "relay")
+    assert "[--ambient-caps] [+net_raw,+net_admin]" in proc.stdout
 
 
 def test_entrypoint_without_capabilities_runs_crosscast_as_it_is(tmp_path: Path) -> None:
