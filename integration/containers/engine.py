@@ -26,7 +26,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,6 +120,14 @@ class Podman:
                 f"podman {' '.join(args)}: exit {proc.returncode}\n{proc.stderr.strip()}"
             )
         return proc
+
+    def variant(self, name: str, containers_lines: str) -> Podman:
+        """The same podman (same storage, same cleanup list) with lines added to the
+        [containers] table of a copy of the private containers.conf."""
+        base = Path(self.env["CONTAINERS_CONF"]).read_text()
+        conf = STATE / f"containers-{name}.conf"
+        conf.write_text(base.replace("[containers]\n", f"[containers]\n{containers_lines}\n", 1))
+        return replace(self, env={**self.env, "CONTAINERS_CONF": str(conf)})
 
     # -- what the tests create ----------------------------------------------------------------
 
