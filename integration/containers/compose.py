@@ -3,8 +3,9 @@ Docker user runs, translated key by key, so a change to the file is a change to 
 
 Not podman-compose: Debian 12's (1.0.3) ignores network `priority`, which decides which
 interface is eth0 and eth2 in the router (the names the RULES use), and creates non-internal
-networks, on which podman turns on the host's ip_forward and the host itself routes between the
-VLANs. A key this translation does not know fails the test, so nothing is dropped silently.
+networks, whose containers get a default route through the host, which then routes between the
+VLANs (Docker's isolation chains forbid that). A key this translation does not know fails the
+test, so nothing is dropped silently.
 """
 
 from __future__ import annotations

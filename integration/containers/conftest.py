@@ -52,11 +52,13 @@ def podman(request: pytest.FixtureRequest) -> Iterator[Podman]:
             pytest.fail(f"container tests {why}, and --require-root forbids skipping")
         pytest.skip(why)
     p = Podman(engine.private_env())
+    host = engine.HostState.now()
     p.sweep()  # what killed earlier runs left behind
     try:
         yield p
     finally:
         p.cleanup()
+        host.restore(p)
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,8 @@ so here (the test's docstring repeats it):
 - `--opt=com.docker.network.bridge.name=br0`: podman 4.3 has no option to name the bridge, so
   the name is written into the network's definition (netavark's `network_interface`), which
   podman reads back on every command; `crosscast lease --interface br0` then finds it.
-- `enable_ip_masquerade=false`: every network is `--internal` anyway (no NAT, and podman leaves
-  the host's ip_forward alone, so only the router container routes between the VLANs).
+- `enable_ip_masquerade=false`: every network is `--internal` anyway (no NAT, and no default
+  route through the host, so only the router container routes between the VLANs).
 - `alpine` without a command: there is no registry, so the local base image; and `sleep
   infinity` as its command, because a shell with no terminal exits at once (the rendered
   `docker create ... alpine` has the same problem under Docker).

@@ -8,10 +8,12 @@ event log, because there is no systemd. Storage and network definitions live und
 the base image survives between runs (it is the only thing kept) and nothing of ours shows up
 in the machine's own podman.
 
-Every network is `--internal`: podman then leaves the host's `net.ipv4.ip_forward` alone, so the
-host never routes between the test's networks (Docker's isolation chains forbid that too); the
-tests' routers are containers. Everything made is labelled with the pytest process id, so a run
-that was killed is cleaned up by the next one, and concurrent runs leave each other alone.
+Every network is `--internal`: no NAT, and no default route through the host in the containers,
+so traffic between the test's networks can only go through the test's router containers (Docker's
+isolation chains keep the host out of it too). netavark still turns on the host's
+`net.ipv4.ip_forward` and leaves iptables chains behind; HostState puts both back at the end.
+Everything made is labelled with the pytest process id, so a run that was killed is cleaned up by
+the next one, and concurrent runs leave each other alone.
 """
 
 from __future__ import annotations
@@ -226,6 +228,56 @@ class Podman:
                 self("rmi", "--force", image["Id"], check=False)
         # the build stage of a multi-stage build stays behind as an untagged image
         self("image", "prune", "--force", check=False)
+
+
+# --- what netavark changes on the host ---------------------------------------------------------
+
+IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+# What netavark 1.4 adds to the host's iptables on its first network set-up and never removes:
+# jumps (table, rule) and then its chains (table, chain).
+NETAVARK_JUMPS = (
+    ("filter", ["FORWARD", "-m", "comment", "--comment", "netavark firewall plugin rules",
+                "-j", "NETAVARK_FORWARD"]),
+    ("nat", ["PREROUTING", "-m", "addrtype", "--dst-type", "LOCAL", "-j",
+             "NETAVARK-HOSTPORT-DNAT"]),
+    ("nat", ["OUTPUT", "-m", "addrtype", "--dst-type", "LOCAL", "-j", "NETAVARK-HOSTPORT-DNAT"]),
+    ("nat", ["POSTROUTING", "-j", "NETAVARK-HOSTPORT-MASQ"]),
+)  # fmt: skip
+NETAVARK_CHAINS = (
+    ("filter", "NETAVARK_FORWARD"),
+    ("nat", "NETAVARK-HOSTPORT-DNAT"),
+    ("nat", "NETAVARK-HOSTPORT-MASQ"),
+    ("nat", "NETAVARK-HOSTPORT-SETMARK"),
+)
+
+
+@dataclass(frozen=True)
+class HostState:
+    """What podman changes on the host that the tests put back: netavark turns on
+    net.ipv4.ip_forward whenever it sets up a bridge (internal ones too), and leaves its
+    iptables chains behind. The tests need neither (their routers are containers)."""
+
+    ip_forward: str
+    netavark_chains: bool
+
+    @classmethod
+    def now(cls) -> HostState:
+        probe = subprocess.run(
+            ["iptables", "-w", "-S", "NETAVARK_FORWARD"], capture_output=True, check=False
+        )
+        return cls(IP_FORWARD.read_text().strip(), probe.returncode == 0)
+
+    def restore(self, podman: Podman) -> None:
+        if podman("ps", "-aq", check=False).stdout.strip():
+            return  # another run's containers are up: it restores when it ends
+        IP_FORWARD.write_text(self.ip_forward + "\n")
+        if self.netavark_chains:
+            return
+        for table, rule in NETAVARK_JUMPS:
+            subprocess.run(["iptables", "-w", "-t", table, "-D", *rule], capture_output=True)
+        for table, chain in NETAVARK_CHAINS:
+            for action in ("-F", "-X"):
+                subprocess.run(["iptables", "-w", "-t", table, action, chain], capture_output=True)
 
 
 # --- the base image ------------------------------------------------------------------------------

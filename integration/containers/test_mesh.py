@@ -140,8 +140,11 @@ def test_broadcast_crosses_nodes_only_through_the_mesh(
         assert "search-before-relays" not in listener.payloads()
 
         start_relays(nodes, images, prefix, mesh_secret(tmp_path))
-        for relay in nodes.relays.values():
-            assert poll(lambda r=relay: peer_count(pm, r) == "1", timeout=20), pm.logs(relay)
+
+        def meshed() -> bool:
+            return all(peer_count(pm, relay) == "1" for relay in nodes.relays.values())
+
+        assert poll(meshed, timeout=20), [pm.logs(r) for r in nodes.relays.values()]
 
         send(pm, nodes.apps[1], f"{NODES[1]}.255", OTHER, "not-relayed")
         send(pm, nodes.apps[1], f"{NODES[1]}.255", PVA, "search")
