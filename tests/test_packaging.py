@@ -117,7 +117,9 @@ def test_image_is_built_in_two_stages_on_python_311_slim(stages: list[list[Instr
 
 
 def test_dockerfile_needs_no_buildkit_only_feature() -> None:
-    """podman's builder (buildah 1.28) has none of these; `# syntax` is only a hint."""
+    """Docker's classic builder (DOCKER_BUILDKIT=0) and older buildah have none of these
+    (Debian 12's buildah 1.28 has COPY --chmod and RUN --mount=type=bind); `# syntax` is
+    only a hint."""
     instructions = [i for stage in parse_dockerfile(DOCKERFILE.read_text()) for i in stage]
     for i in instructions:
         assert not (i.keyword == "RUN" and i.args.startswith("--mount")), i.args
@@ -280,6 +282,16 @@ def test_healthcheck_fails_when_healthz_answers_503(
     port, statuses = healthz_server
     statuses.append(503)
     assert run_healthcheck(final, port) != 0
+
+
+def test_healthcheck_says_why_it_failed(
+    final: list[Instruction], healthz_server: tuple[int, list[int]]
+) -> None:
+    port, statuses = healthz_server
+    statuses.append(503)
+    env = {"METRICS_PORT": str(port), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(healthcheck_argv(final), env=env, capture_output=True, timeout=30)
+    assert proc.stderr.decode().strip() == "not ok"  # the body of /healthz, not a traceback
 
 
 def test_healthcheck_fails_when_nothing_listens(final: list[Instruction]) -> None:

@@ -9,6 +9,7 @@ has arrived, a frame sent before it on that path would have arrived too.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -146,4 +147,6 @@ def test_healthcheck_is_healthy_then_unhealthy_when_capture_dies(
     )
     status = pm.exec(side.relay, "crosscast", "status", check=False).stdout
     assert "not running: capture eth2" in status
+    log = json.loads(pm("inspect", "--format", "{{json .State.Health.Log}}", side.relay).stdout)
+    assert log[-1]["Output"].strip() == "not running: capture eth2"  # what `inspect` shows
     assert pm.running(side.relay)  # unhealthy, not dead: the relay waits for eth2 to return
