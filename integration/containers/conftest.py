@@ -57,8 +57,10 @@ def podman(request: pytest.FixtureRequest) -> Iterator[Podman]:
     try:
         yield p
     finally:
-        p.cleanup()
-        host.restore(p)
+        try:
+            p.cleanup()
+        finally:
+            host.restore(p)
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import json
 import os
 import re
@@ -86,6 +87,19 @@ def private_env() -> dict[str, str]:
     return env
 
 
+def assert_subnet_free(subnet: str) -> None:
+    """A test network's subnet must not be one the host already routes (its own LAN, say):
+    podman would put the bridge's gateway address on the host beside it."""
+    wanted = ipaddress.ip_network(subnet)
+    routes = json.loads(
+        subprocess.run(["ip", "-j", "-4", "route"], capture_output=True, text=True).stdout or "[]"
+    )
+    for route in routes:
+        dst = route.get("dst", "")
+        if dst and dst != "default" and ipaddress.ip_network(dst, strict=False).overlaps(wanted):
+            raise EngineError(f"{subnet} overlaps the host's route to {dst} ({route.get('dev')})")
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -136,6 +150,7 @@ class Podman:
     def network(self, name: str, subnet: str | None = None) -> str:
         args = ["network", "create", "--internal", "--label", f"{LABEL}={self.owner}"]
         if subnet is not None:
+            assert_subnet_free(subnet)
             args += ["--subnet", subnet]
         self(*args, name)
         self.created.append(("network", name))

@@ -51,12 +51,12 @@ def stack_environment() -> dict[str, str]:
 
 
 @pytest.fixture
-def dns(pm: Podman, prefix: str, tmp_path: Path) -> Iterator[list[str]]:
+def dns(pm: Podman, images: Images, prefix: str, tmp_path: Path) -> Iterator[list[str]]:
     """The router container, and the DNS it serves: tasks.SERVICE -> both relays."""
     for n, net in NODES.items():
         pm.network(f"{prefix}-node{n}", f"{net}.0/24")
     router = pm.run(
-        f"{prefix}-router", "localhost/crosscast-base:bookworm",
+        f"{prefix}-router", images.base,
         "--network", f"{prefix}-node1:ip={NODES[1]}.{ROUTER},interface_name=eth0",
         "--network", f"{prefix}-node2:ip={NODES[2]}.{ROUTER},interface_name=eth1",
         "--sysctl=net.ipv4.ip_forward=1",

@@ -45,6 +45,7 @@ CROSSCAST = Path(sys.executable).with_name("crosscast")
 NETWORKS = ("wlan", "br0net", "br1net")  # the names the rendered scripts use
 CONTAINERS = ("router", "Container1", "Container2")
 BRIDGES = ("br0", "br1")
+SUBNETS = ("192.168.1.0/24", "10.0.1.0/24", "10.0.2.0/24")
 
 
 def run(argv: list[str], env: dict[str, str], timeout: float = 120) -> str:
@@ -98,6 +99,8 @@ def names_are_free(pm: Podman) -> None:
     """The rendered names are fixed: make sure they are ours to use, and removed afterwards."""
     for bridge in BRIDGES:
         assert not Path(f"/sys/class/net/{bridge}").exists(), f"{bridge} exists on this host"
+    for subnet in SUBNETS:  # what docker-networks.sh creates
+        engine.assert_subnet_free(subnet)
     for network in NETWORKS:
         assert pm("network", "exists", network, check=False).returncode != 0, network
         pm.created.append(("network", network))
