@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +31,19 @@ class Images:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_TIMINGS] = {}
+
+
+HERE = Path(__file__).parent
+# pytest-timeout counts fixture set-up in the test's time: the first container test sets up the
+# session's images, which on a fresh machine includes building the base image (45-100 s on 2
+# busy cores) besides the crosscast image; the suite's 120 s would cut it off.
+SETUP_TIMEOUT = 600
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.timeout(SETUP_TIMEOUT))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

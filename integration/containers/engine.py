@@ -354,7 +354,7 @@ def ensure_base_image(podman: Podman) -> tuple[str, float]:
             subprocess.run(
                 ["debootstrap", "--variant=minbase", "--include=" + ",".join(BASE_PACKAGES),
                  codename, str(root), mirror],
-                check=True, capture_output=True, timeout=900,
+                check=True, capture_output=True, timeout=480,
             )  # fmt: skip
             for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
                 for item in (root / junk).glob("*"):
@@ -386,12 +386,12 @@ def build_image(podman: Podman, base: str, tag: str) -> float:
     """
     started = time.monotonic()
     podman(
-        "build", "--format", "docker", "--network", "host",
+        "build", "--force-rm", "--format", "docker", "--network", "host",
         "--volume", "/etc/ssl/certs:/etc/ssl/certs:ro",
         "--build-arg", f"BASE_IMAGE={base}",
         "--label", f"{LABEL}={podman.owner}",
         "-f", str(ROOT / "docker" / "Dockerfile"), "-t", tag, str(ROOT),
-        timeout=900,
+        timeout=300,
     )  # fmt: skip
     podman.created.append(("image", tag))
     return time.monotonic() - started
