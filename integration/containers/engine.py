@@ -347,6 +347,8 @@ def ensure_base_image(podman: Podman) -> tuple[str, float]:
         if podman("image", "exists", BASE_IMAGE, check=False).returncode == 0:
             return BASE_IMAGE, 0.0
         started = time.monotonic()
+        for stale in STATE.glob("rootfs-*"):  # a build that was killed (we hold the lock)
+            shutil.rmtree(stale, ignore_errors=True)
         codename = host_codename()
         mirror = apt_mirror(codename)
         with tempfile.TemporaryDirectory(dir=STATE, prefix="rootfs-") as tmp:
