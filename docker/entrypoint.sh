@@ -13,8 +13,10 @@
 # Here we ask only for the capabilities the bounding set holds; anything missing is reported by
 # the relay's own start-up check, in one clear line.
 #
-# As root (compose's documented fallback, `user: root`) there is nothing to raise. With
-# no-new-privileges, file capabilities are not granted by the kernel, so we do not try.
+# As root (compose's documented fallback, `user: root`) there is nothing to raise. Nor is there
+# when the engine already made them ambient: podman does that for a non-root user with
+# `--cap-add` (Docker puts them in the bounding set only); they survive the exec as they are.
+# With no-new-privileges, file capabilities are not granted by the kernel, so we do not try.
 #
 # The CROSSCAST_ENTRYPOINT_* variables exist for tests/test_packaging.py.
 set -eu
@@ -30,14 +32,20 @@ field() { sed -n "s/^$1:[[:space:]]*//p" "$status"; }
 
 euid=$(field Uid | awk '{ print $2 }')
 bounding=$(field CapBnd)
+ambient=$(field CapAmb)
 no_new_privs=$(field NoNewPrivs)
 
 caps=""
-has() { [ $(((0x${bounding:-0} >> $1) & 1)) -eq 1 ]; }
-if has "$CAP_NET_RAW"; then caps="+net_raw"; fi
-if has "$CAP_NET_ADMIN"; then caps="${caps:+$caps,}+net_admin"; fi
+raise=""
+has() { [ $(((0x${2:-0} >> $1) & 1)) -eq 1 ]; }
+for cap in "$CAP_NET_RAW:net_raw" "$CAP_NET_ADMIN:net_admin"; do
+    if has "${cap%%:*}" "$bounding"; then
+        caps="${caps:+$caps,}+${cap#*:}"
+        has "${cap%%:*}" "$ambient" || raise=yes
+    fi
+done
 
-if [ "${euid:-0}" != 0 ] && [ -n "$caps" ] && [ -x "$setpriv" ]; then
+if [ "${euid:-0}" != 0 ] && [ -n "$raise" ] && [ -x "$setpriv" ]; then
     if [ "${no_new_privs:-0}" = 1 ]; then
         case "${1:-relay}" in
         relay | -*)

@@ -110,10 +110,26 @@ def pyproject() -> dict[str, Any]:
 
 def test_image_is_built_in_two_stages_on_python_311_slim(stages: list[list[Instruction]]) -> None:
     assert len(stages) >= 2
-    version = global_args(DOCKERFILE.read_text())["PYTHON_VERSION"]
-    assert version == "3.11"
+    args = global_args(DOCKERFILE.read_text())
+    assert args["PYTHON_VERSION"] == "3.11"
+    # Docker users get the official image; the container tests pass a local Debian base.
+    assert args["BASE_IMAGE"] == "python:${PYTHON_VERSION}-slim"
     for stage in stages:
-        assert stage[0].args.split()[0] == "python:${PYTHON_VERSION}-slim"
+        assert stage[0].args.split()[0] == "${BASE_IMAGE}"
+
+
+def test_dockerfile_needs_no_buildkit_only_feature() -> None:
+    """Docker's classic builder (DOCKER_BUILDKIT=0) and older buildah have none of these
+    (Debian 12's buildah 1.28 has COPY --chmod and RUN --mount=type=bind); `# syntax` is
+    only a hint."""
+    instructions = [i for stage in parse_dockerfile(DOCKERFILE.read_text()) for i in stage]
+    for i in instructions:
+        assert not (i.keyword == "RUN" and i.args.startswith("--mount")), i.args
+        assert not (i.keyword == "RUN" and "--network=" in i.args.split()[0]), i.args
+        if i.keyword in ("COPY", "ADD"):
+            flags = [w for w in i.args.split() if w.startswith("--")]
+            assert all(f.startswith("--from=") for f in flags), i.args
+        assert "<<" not in i.args, f"heredoc in {i.keyword}"
 
 
 def test_build_stage_makes_wheels_with_the_uvloop_extra(stages: list[list[Instruction]]) -> None:
@@ -122,11 +138,18 @@ def test_build_stage_makes_wheels_with_the_uvloop_extra(stages: list[list[Instru
     assert '".[uvloop]"' in runs
 
 
-def test_final_stage_installs_crosscast_with_uvloop_offline(final: list[Instruction]) -> None:
-    runs = " ".join(i.args for i in final if i.keyword == "RUN")
+def test_build_stage_installs_crosscast_with_uvloop_offline_into_the_venv(
+    stages: list[list[Instruction]],
+) -> None:
+    runs = " ".join(i.args for i in stages[0] if i.keyword == "RUN")
     assert '"crosscast[uvloop]"' in runs
     assert "--no-index" in runs
-    assert "from=build" in runs
+    assert "venv --without-pip /opt/crosscast" in runs
+
+
+def test_final_stage_copies_only_the_venv_from_the_build_stage(final: list[Instruction]) -> None:
+    copies = [i.args for i in final if i.keyword == "COPY" and "--from" in i.args]
+    assert copies == ["--from=build /opt/crosscast /opt/crosscast"]
 
 
 def test_final_stage_installs_no_compiler(final: list[Instruction]) -> None:
@@ -156,7 +179,10 @@ def test_only_setpriv_gets_file_capabilities_and_only_permitted(final: list[Inst
 
 def test_entrypoint_script_is_the_crosscast_on_path(final: list[Instruction]) -> None:
     copies = [i.args for i in final if i.keyword == "COPY"]
-    assert "--chmod=0755 docker/entrypoint.sh /usr/local/bin/crosscast" in copies
+    assert "docker/entrypoint.sh /usr/local/bin/crosscast" in copies
+    # executable whatever mode the checkout gave the file (COPY --chmod needs BuildKit)
+    runs = " ".join(i.args for i in final if i.keyword == "RUN")
+    assert "chmod 0755 /usr/local/bin/crosscast" in runs
 
 
 def test_healthcheck_asks_healthz_on_the_metrics_port(final: list[Instruction]) -> None:
@@ -170,8 +196,23 @@ def test_healthcheck_asks_healthz_on_the_metrics_port(final: list[Instruction]) 
 
 def test_labels_carry_the_package_version(final: list[Instruction]) -> None:
     labels = " ".join(i.args for i in final if i.keyword == "LABEL")
-    for key in ("title", "description", "version", "revision", "licenses"):
+    for key in (
+        "title",
+        "description",
+        "version",
+        "revision",
+        "created",
+        "source",
+        "url",
+        "documentation",
+        "authors",
+        "vendor",
+        "licenses",
+        "ref.name",
+        "base.name",
+    ):
         assert f"org.opencontainers.image.{key}=" in labels
+    assert 'org.opencontainers.image.base.name="${BASE_IMAGE}"' in labels
     version = next(i.args for i in final if i.keyword == "ARG" and i.args.startswith("VERSION="))
     assert version == f"VERSION={crosscast.__version__}"
 
@@ -245,6 +286,16 @@ def test_healthcheck_fails_when_healthz_answers_503(
     assert run_healthcheck(final, port) != 0
 
 
+def test_healthcheck_says_why_it_failed(
+    final: list[Instruction], healthz_server: tuple[int, list[int]]
+) -> None:
+    port, statuses = healthz_server
+    statuses.append(503)
+    env = {"METRICS_PORT": str(port), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(healthcheck_argv(final), env=env, capture_output=True, timeout=30)
+    assert proc.stderr.decode().strip() == "not ok"  # the body of /healthz, not a traceback
+
+
 def test_healthcheck_fails_when_nothing_listens(final: list[Instruction]) -> None:
     assert run_healthcheck(final, 1) != 0  # tcpmux: nothing listens on loopback port 1
 
@@ -252,12 +303,15 @@ def test_healthcheck_fails_when_nothing_listens(final: list[Instruction]) -> Non
 # --- docker/entrypoint.sh ------------------------------------------------------------------------
 
 
-def status_text(*, euid: int, caps: tuple[int, ...], no_new_privs: int = 0) -> str:
+def status_text(
+    *, euid: int, caps: tuple[int, ...], no_new_privs: int = 0, ambient: tuple[int, ...] = ()
+) -> str:
     bounding = sum(1 << c for c in caps)
+    amb = sum(1 << c for c in ambient)
     return (
         f"Name:\tsh\nUid:\t{euid}\t{euid}\t{euid}\t{euid}\n"
-        f"CapInh:\t0000000000000000\nCapPrm:\t0000000000000000\n"
-        f"CapBnd:\t{bounding:016x}\nCapAmb:\t0000000000000000\nNoNewPrivs:\t{no_new_privs}\n"
+        f"CapInh:\t{amb:016x}\nCapPrm:\t{amb:016x}\nCapEff:\t{amb:016x}\n"
+        f"CapBnd:\t{bounding:016x}\nCapAmb:\t{amb:016x}\nNoNewPrivs:\t{no_new_privs}\n"
     )
 
 
@@ -302,6 +356,28 @@ def test_entrypoint_raises_only_what_the_bounding_set_holds(tmp_path: Path) -> N
     # Docker's default set has NET_RAW but not NET_ADMIN; asking for more would fail the exec.
     proc = run_entrypoint(tmp_path, status_text(euid=10001, caps=(CAP_NET_RAW,)), "relay")
     assert "[--inh-caps] [+net_raw] [--ambient-caps] [+net_raw]" in proc.stdout
+
+
+def test_entrypoint_leaves_capabilities_the_engine_made_ambient_alone(tmp_path: Path) -> None:
+    # podman gives a non-root user its --cap-add capabilities as ambient ones already
+    both = (CAP_NET_RAW, CAP_NET_ADMIN)
+    proc = run_entrypoint(tmp_path, status_text(euid=10001, caps=both, ambient=both), "relay")
+    assert proc.stdout.strip() == "crosscast [relay]"
+    assert proc.stderr == ""
+
+
+def test_entrypoint_with_ambient_capabilities_ignores_no_new_privileges(tmp_path: Path) -> None:
+    both = (CAP_NET_RAW, CAP_NET_ADMIN)
+    status = status_text(euid=10001, caps=both, ambient=both, no_new_privs=1)
+    proc = run_entrypoint(tmp_path, status, "relay")
+    assert proc.stdout.strip() == "crosscast [relay]"
+    assert proc.stderr == ""  # nothing is missing, so there is nothing to warn about
+
+
+def test_entrypoint_raises_what_is_not_ambient_yet(tmp_path: Path) -> None:
+    status = status_text(euid=10001, caps=(CAP_NET_RAW, CAP_NET_ADMIN), ambient=(CAP_NET_RAW,))
+    proc = run_entrypoint(tmp_path, status, "relay")
+    assert "[--ambient-caps] [+net_raw,+net_admin]" in proc.stdout
 
 
 def test_entrypoint_without_capabilities_runs_crosscast_as_it_is(tmp_path: Path) -> None:
@@ -477,6 +553,12 @@ def test_sidecar_is_built_from_the_dockerfile(compose: dict[str, Any]) -> None:
     assert relay["image"] == f"crosscast:{crosscast.__version__}"
 
 
+def test_sidecar_is_recreated_with_the_router(compose: dict[str, Any]) -> None:
+    """A recreated router is a new network namespace: the relay must follow it (issue 10)."""
+    depends = compose["services"]["relay"]["depends_on"]
+    assert depends == {"router": {"condition": "service_started", "restart": True}}
+
+
 def test_router_answers_broadcast_pings(compose: dict[str, Any]) -> None:
     sysctls = compose["services"]["router"]["sysctls"]
     assert str(sysctls["net.ipv4.icmp_echo_ignore_broadcasts"]) == "0"
@@ -542,6 +624,16 @@ def test_stack_mesh_secret_is_a_docker_secret_the_relay_user_can_read(
     assert secret["mode"] == 0o400
 
 
+def test_stack_documents_the_encrypted_overlay_option() -> None:
+    """The commented `encrypted` option, uncommented, is a valid overlay network option."""
+    text = STACK.read_text()
+    uncommented = re.sub(r"(?m)^(\s*)# (driver_opts:|  encrypted: \"\")$", r"\1\2", text)
+    assert uncommented != text
+    network = yaml.safe_load(uncommented)["networks"]["epics"]
+    assert network["driver_opts"] == {"encrypted": ""}
+    assert "encrypted" not in (load_yaml(STACK)["networks"]["epics"].get("driver_opts") or {})
+
+
 def test_stack_settings_load(stack: dict[str, Any], tmp_path: Path) -> None:
     env = environment(stack["services"]["relay"])
     secret = tmp_path / "crosscast_mesh"
@@ -567,13 +659,30 @@ def compose_client() -> list[str] | None:
     return None
 
 
+def without_depends_on_restart(text: str) -> str:
+    """The file as docker-compose 1.x (Debian 12's) can read it: that client predates the
+    Compose Spec's `depends_on: {X: {restart: true}}` (Compose >= 2.17) and rejects the key."""
+    data = yaml.safe_load(text)
+    for service in data["services"].values():
+        depends = service.get("depends_on")
+        if isinstance(depends, dict):
+            for condition in depends.values():
+                condition.pop("restart", None)
+    return yaml.safe_dump(data, sort_keys=False)
+
+
 @pytest.mark.parametrize("path", [COMPOSE, STACK], ids=["compose", "stack"])
-def test_compose_client_accepts_the_file(path: Path) -> None:
+def test_compose_client_accepts_the_file(path: Path, tmp_path: Path) -> None:
     client = compose_client()
     if client is None:
         pytest.skip("no compose client (docker compose or docker-compose) is installed")
+    if client == ["docker-compose"]:
+        legacy = tmp_path / path.name
+        legacy.write_text(without_depends_on_restart(path.read_text()))
+        path = legacy
+    argv = [*client, "--project-directory", str(ROOT), "-f", str(path), "--profile", "try"]
     proc = subprocess.run(
-        [*client, "-f", str(path), "--profile", "try", "config", "-q"],
+        [*argv, "config", "-q"],
         capture_output=True,
         text=True,
         timeout=60,
