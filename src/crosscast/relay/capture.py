@@ -25,7 +25,6 @@ from crosscast.net.packet import (
     PACKET_MR_MULTICAST,
     SO_RCVBUFFORCE,
     SOL_PACKET,
-    TP_STATUS_CSUMNOTREADY,
     open_packet_socket,
     set_buffer,
 )
@@ -46,6 +45,9 @@ SIOCGIFADDR = 0x8915  # linux/sockios.h
 SIOCGIFNETMASK = 0x891B  # linux/sockios.h
 SIOCGIFHWADDR = 0x8927  # linux/sockios.h
 DRAIN_LIMIT = 256  # frames per wake-up before yielding to the other sockets
+PACKET_STATISTICS = 6  # linux/if_packet.h
+_STATS = struct.Struct("=II")  # struct tpacket_stats: tp_packets, tp_drops
+_STATUS = struct.Struct("=I")  # tpacket_auxdata.tp_status
 
 
 class StartupError(RuntimeError):
@@ -129,24 +131,32 @@ class PacketPort:
         mreq = struct.pack("iHH8s", self.index, PACKET_MR_MULTICAST, 6, mac)  # packet_mreq
         self.sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
 
-    def receive(self) -> list[tuple[bytes, bool]]:
-        """Drain what is queued (up to DRAIN_LIMIT): (frame, checksum-incomplete) pairs."""
+    def receive(self) -> list[tuple[bytes, int]]:
+        """Drain what is queued (up to DRAIN_LIMIT): (frame, tp_status) pairs."""
         out = []
         recvmsg = self.sock.recvmsg
+        status = _STATUS.unpack_from
         for _ in range(DRAIN_LIMIT):
             try:
                 frame, ancdata, _flags, _addr = recvmsg(MAX_FRAME, AUXDATA_SPACE)
             except BlockingIOError:
                 break
-            partial = False
+            tp_status = 0
             for level, kind, data in ancdata:
                 if level == SOL_PACKET and kind == PACKET_AUXDATA:
-                    partial = bool(struct.unpack_from("I", data)[0] & TP_STATUS_CSUMNOTREADY)
-            out.append((frame, partial))
+                    tp_status = status(data)[0]
+            out.append((frame, tp_status))
         return out
 
-    def send(self, frame: bytes) -> None:
+    def send(self, frame: bytes | bytearray) -> None:
         self.sock.send(frame)
+
+    def kernel_drops(self) -> int:
+        """Frames the kernel dropped since the last call because our queue was full (reading
+        PACKET_STATISTICS resets it)."""
+        raw = self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, _STATS.size)
+        dropped: int = _STATS.unpack(raw)[1]
+        return dropped
 
     def close(self) -> None:
         for membership in self.groups:
