@@ -268,7 +268,6 @@ def rewrite_incremental(
     macs: bytes,
     new_dst: bytes | None,
     delta: int,
-    *,
     complete: bool = False,
 ) -> bytearray:
     """A copy of a validated frame for an egress: Ethernet dst+src `macs` (12 bytes), TTL one
@@ -278,7 +277,8 @@ def rewrite_incremental(
     recomputed (RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m')), so a wrong one stays wrong: the relay
     never "repairs" garbage. A UDP checksum of 0 ("none", RFC 768) stays 0 and a computed 0 is
     sent as 0xFFFF. `complete`: the UDP checksum field holds only a local sender's partial sum
-    (TP_STATUS_CSUMNOTREADY), so it is computed in full over the rewritten frame.
+    (TP_STATUS_CSUMNOTREADY), so it is computed in full over the rewritten frame. (Positional
+    parameters and the folds written out: this runs once per relayed frame and egress.)
     """
     b = bytearray(frame)
     b[0:12] = macs
@@ -287,7 +287,8 @@ def rewrite_incremental(
     if ttl > 1:
         b[22] = ttl - 1
         s += _TTL_DELTA
-    h = ~_fold(s) & 0xFFFF
+    s = (s & 0xFFFF) + (s >> 16)
+    h = ~((s & 0xFFFF) + (s >> 16)) & 0xFFFF
     b[24] = h >> 8
     b[25] = h & 0xFF
     if new_dst is not None:
@@ -297,10 +298,8 @@ def rewrite_incremental(
     if u:
         if complete:
             src = int.from_bytes(b[26:30], "big")
-            u = (
-                0xFFFF
-                - _udp_checksum_sum(src, int.from_bytes(b[30:34], "big"), b[udp_off:]) % 0xFFFF
-            )
+            dst = int.from_bytes(b[30:34], "big")
+            u = 0xFFFF - _udp_checksum_sum(src, dst, b[udp_off:]) % 0xFFFF
         elif delta:
             u = ~_fold((~u & 0xFFFF) + delta) & 0xFFFF or 0xFFFF
         b[c] = u >> 8

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -223,42 +223,41 @@ class Decision:
 
 
 class DuplicateWindow:
-    """Keys seen in the last `window` to 2 x `window` seconds, at most `capacity` of them.
+    """Keys seen in the last `window` to 2 x `window` seconds, about `capacity` of them at most.
 
-    Two generations: a key goes into the current set; `expire` makes the current set the
-    previous one once `window` has passed (and forgets both after two idle windows), and a
-    current set holding half the capacity is rotated at once, so memory is bounded whatever the
-    rate. One lookup and one insert per frame, no per-key timestamps.
+    Two generations: keys go into `current`; `expire` makes it the `previous` generation once
+    `window` has passed (and forgets both after two idle windows), or as soon as it holds half
+    the capacity, so memory is bounded whatever the rate (by the capacity plus what is added
+    between two calls of `expire`: the engine calls it once per drain). The engine tests and
+    adds on the two sets directly: one lookup and one insert per frame, no per-key timestamps.
     """
 
-    __slots__ = ("_current", "_half", "_previous", "_rotate_at", "_window")
+    __slots__ = ("_half", "_rotate_at", "_window", "current", "previous")
 
     def __init__(self, window: float = DUPLICATE_WINDOW, capacity: int = DUPLICATE_CAPACITY):
         self._window = window
         self._half = max(1, capacity // 2)
-        self._current: set[object] = set()
-        self._previous: set[object] = set()
+        self.current: set[object] = set()
+        self.previous: set[object] = set()
         self._rotate_at = float("-inf")
 
     def __contains__(self, key: object) -> bool:
-        return key in self._current or key in self._previous
+        return key in self.current or key in self.previous
 
     def __len__(self) -> int:
-        return len(self._current) + len(self._previous)
-
-    def expire(self, now: float) -> None:
-        if now < self._rotate_at:
-            return
-        stale = now >= self._rotate_at + self._window
-        self._previous = set() if stale else self._current
-        self._current = set()
-        self._rotate_at = now + self._window
+        return len(self.current) + len(self.previous)
 
     def add(self, key: object) -> None:
-        current = self._current
-        current.add(key)
-        if len(current) >= self._half:
-            self._previous, self._current = current, set()
+        self.current.add(key)
+
+    def expire(self, now: float) -> None:
+        if now >= self._rotate_at:
+            stale = now >= self._rotate_at + self._window
+            self.previous = set() if stale else self.current
+            self.current = set()
+            self._rotate_at = now + self._window
+        elif len(self.current) >= self._half:
+            self.previous, self.current = self.current, set()
 
 
 class Relay:
@@ -310,6 +309,7 @@ class Relay:
         self._expire(now)
         recent = self._recent
         window = recent[iface]
+        current, previous = window.current, window.previous
         decisions = self._decisions.get(iface) or self._decisions.setdefault(iface, {})
         by_source = self.rules.filters_source(iface)
         own_mac = self.interfaces[iface].mac
@@ -319,7 +319,7 @@ class Relay:
         for item in frames:
             captured += 1
             frame = item[0]
-            partial = item[1] & TP_STATUS_CSUMNOTREADY
+            partial = item[1] & TP_STATUS_CSUMNOTREADY != 0
             if partial:
                 self._completed[iface] += 1
             try:
@@ -345,10 +345,10 @@ class Relay:
                 self._drop(d.drop, iface)
                 continue
             seen = hash(frame[26:30] + frame[18:20] + frame[u : u + 6] + frame[u + 8 :])
-            if seen in window:
+            if seen in current or seen in previous:
                 self._drop(Drop.DUPLICATE, iface)
                 continue
-            window.add(seen)
+            current.add(seen)
             d.hits += 1
             for p in d.plans:
                 emits.append(
@@ -360,7 +360,7 @@ class Relay:
                     )
                 )
                 p.hits += 1
-                recent[p.egress].add(seen)
+                recent[p.egress].current.add(seen)
             if d.to_mesh:
                 to_mesh.append(complete_udp_checksum(frame, u) if partial else frame)
         self._captured[iface] += captured
@@ -369,41 +369,41 @@ class Relay:
     def on_mesh(self, datagrams: Iterable[tuple[bytes, bool]], now: float) -> Output:
         """Datagrams from current peers (the caller drops non-peers as 'not-peer'), each with
         whether it came from one of our own addresses (a relay talking to itself)."""
-        emits: list[tuple[str, Frame]] = []
         self._expire(now)
+        seen = self._seen
+        frames: list[tuple[bytes, bool, bool]] = []  # (frame, from self, complete checksum)
         for data, from_self in datagrams:
             self._mesh_received += 1
             magic = data[:2]
             try:
                 if magic == CROSSCAST_MAGIC:
-                    env = self.codec.decode(data, now)
-                    if env.kind == KIND_FRAME:
-                        frames = [env.body]
-                    elif env.kind == KIND_BATCH:
-                        frames = split_batch(env.body)
-                    else:
+                    kind, origin, seq, hops, _ms, body = self.codec.open(data, now)
+                    if kind != KIND_FRAME and kind != KIND_BATCH:
                         self._drop(Drop.BAD_KIND, MESH)
                         continue
-                    if env.hops >= HOP_LIMIT:
+                    if hops >= HOP_LIMIT:
                         self._drop(Drop.HOP_LIMIT, MESH)
                         continue
-                    if (env.origin, env.seq) in self._seen:
+                    if (origin, seq) in seen:
                         self._drop(Drop.DUPLICATE, MESH)
                         continue
-                    self._seen.add((env.origin, env.seq))
-                    from_self = from_self or env.origin == self.relay_id
+                    seen.add((origin, seq))
+                    from_self = from_self or origin == self.relay_id
                     # The sending relay completed any partial checksum (on_capture).
-                    self._from_mesh(frames, from_self, False, now, emits)
+                    if kind == KIND_FRAME:
+                        frames.append((body, from_self, False))
+                    else:
+                        frames += [(f, from_self, False) for f in split_batch(body)]
                 elif magic == SNOWSIGNAL_MAGIC and not self.codec.authenticated:
                     # SnowSignal forwards a frame exactly as its kernel captured it, with the
                     # partial checksum of a local sender: never trust it, recompute.
-                    self._from_mesh([decode_snowsignal(data)], from_self, True, now, emits)
+                    frames.append((decode_snowsignal(data), from_self, True))
                 else:
                     reason = Drop.UNAUTHENTICATED if magic == SNOWSIGNAL_MAGIC else Drop.BAD_MAGIC
                     self._drop(reason, MESH)
             except EnvelopeError as e:
                 self._drop(Drop(e.reason), MESH)
-        return Output(emits, [])
+        return Output(self._from_mesh(frames, now) if frames else [], [])
 
     def on_tick(self, now: float) -> Output:
         """Housekeeping, called about once a second: expiries and periodic probes."""
@@ -542,17 +542,14 @@ class Relay:
             self._retire(decisions)
 
     def _from_mesh(
-        self,
-        frames: Sequence[bytes],
-        from_self: bool,
-        complete: bool,
-        now: float,
-        emits: list[tuple[str, Frame]],
-    ) -> None:
+        self, frames: list[tuple[bytes, bool, bool]], now: float
+    ) -> list[tuple[str, Frame]]:
+        emits: list[tuple[str, Frame]] = []
         decisions = self._decisions.get(MESH) or self._decisions.setdefault(MESH, {})
         by_source = self.rules.filters_source(MESH)
         recent = self._recent
-        for raw in frames:
+        segment = self._segment
+        for raw, from_self, complete in frames:
             try:
                 frame, u = udp_offset(raw)
             except FrameError as e:
@@ -573,9 +570,9 @@ class Relay:
             for p in d.plans:
                 out = p.egress
                 window = recent[out]
-                if self._segment[out] and not self._is_designated(out, now):
+                if segment[out] and not self._is_designated(out, now):
                     self._drop(Drop.STANDBY, out)
-                elif seen in window and not from_self:
+                elif not from_self and (seen in window.current or seen in window.previous):
                     self._drop(Drop.DUPLICATE, out)
                 else:
                     emits.append(
@@ -587,7 +584,8 @@ class Relay:
                         )
                     )
                     p.hits += 1
-                    window.add(seen)
+                    window.current.add(seen)
+        return emits
 
     def _encode(self, frames: list[bytes], now: float) -> list[bytes]:
         if self.mesh_format == "snowsignal":

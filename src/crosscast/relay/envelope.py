@@ -328,6 +328,11 @@ class CrosscastCodec:
 
     def decode(self, data: bytes, now: float) -> Envelope:
         """Decode one datagram received at ``now``; raise EnvelopeError to drop it."""
+        return Envelope(*self.open(data, now))
+
+    def open(self, data: bytes, now: float) -> tuple[int, int, int, int, int, bytes]:
+        """`decode` as a plain tuple (kind, origin, seq, hops, timestamp_ms, body), for the
+        engine's per-datagram path."""
         if len(data) < HEADER_LEN:
             raise EnvelopeError("short")
         magic, version, flags, kind, hops, _reserved, origin, seq, timestamp_ms = (
@@ -341,11 +346,11 @@ class CrosscastCodec:
             raise EnvelopeError("bad-kind")
         if hops > HOP_LIMIT:
             raise EnvelopeError("hop-limit")
-        has_tag = bool(flags & FLAG_TAG)
+        has_tag = flags & FLAG_TAG
         if self._secret is None:
             if has_tag:
                 raise EnvelopeError("unexpected-tag")
-            return Envelope(kind, origin, seq, hops, timestamp_ms, bytes(data[HEADER_LEN:]))
+            return kind, origin, seq, hops, timestamp_ms, data[HEADER_LEN:]
         if not has_tag:
             raise EnvelopeError("unauthenticated")
         if len(data) < HEADER_LEN + TAG_LEN:
@@ -357,7 +362,7 @@ class CrosscastCodec:
         if abs(now * 1000.0 - timestamp_ms) > self._max_age_ms:
             raise EnvelopeError("stale")
         self._check_and_record(origin, seq, now)
-        return Envelope(kind, origin, seq, hops, timestamp_ms, bytes(signed[HEADER_LEN:]))
+        return kind, origin, seq, hops, timestamp_ms, signed[HEADER_LEN:]
 
     def _check_and_record(self, origin: int, seq: int, now: float) -> None:
         self._evict_expired(now)
