@@ -337,3 +337,22 @@ def test_every_counter_the_service_keeps_has_a_metric() -> None:
     keys = {k[0] for source in (rt.counters, rt.relay.counters, rt.mesh.counters) for k in source}
     assert keys <= set(metrics.METRICS)
     assert {"captured", "checksum_completed", "emitted", "dropped", "rule", "mesh_received"} <= keys
+
+
+def test_frames_the_kernel_dropped_are_counted_on_the_tick() -> None:
+    rt = runtime(*ROUTER)
+    rt.ports["eth0"].kernel_dropped = 7  # type: ignore[attr-defined]
+    rt.ports["eth2"].kernel_dropped = 2  # type: ignore[attr-defined]
+    rt._count_kernel_drops()
+    rt._count_kernel_drops()  # reading resets the kernel's counter: nothing twice
+    assert rt.counters["dropped", "kernel-queue"] == 9
+
+
+def test_the_mesh_frames_of_one_drain_go_to_each_peer_in_one_datagram() -> None:
+    rt = with_peers(runtime(*MESH_RELAY))
+    port = rt.ports["eth0"]
+    port.queued += [(frame(), 0), (frame(port=5076, dst="255.255.255.255"), 0)]  # type: ignore[attr-defined]
+    rt.on_port_readable(port)
+    assert rt.mesh is not None
+    assert [peer for _, peer in rt.mesh.sent] == [PEER]  # type: ignore[attr-defined]
+    assert rt.relay.counters["rule", "snowsignal-out"] == 2
