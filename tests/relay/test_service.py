@@ -26,7 +26,12 @@ ETH2 = Interface("eth2", mac_from_str("02:cc:00:00:00:12"), ip_from_str("10.0.2.
 SENDER_MAC = mac_from_str("02:00:00:00:01:0b")
 
 
-def frame(dst: str = "10.0.1.255", port: int = 5076, dst_mac: bytes = b"\xff" * 6) -> bytes:
+def frame(
+    dst: str = "10.0.1.255",
+    port: int = 5076,
+    dst_mac: bytes = b"\xff" * 6,
+    payload: bytes = b"search",
+) -> bytes:
     return build_udp_frame(
         src_mac=SENDER_MAC,
         dst_mac=dst_mac,
@@ -34,7 +39,7 @@ def frame(dst: str = "10.0.1.255", port: int = 5076, dst_mac: bytes = b"\xff" * 
         dst_ip=ip_from_str(dst),
         src_port=40000,
         dst_port=port,
-        payload=b"search",
+        payload=payload,
     )
 
 
@@ -351,7 +356,7 @@ def test_frames_the_kernel_dropped_are_counted_on_the_tick() -> None:
 def test_the_mesh_frames_of_one_drain_go_to_each_peer_in_one_datagram() -> None:
     rt = with_peers(runtime(*MESH_RELAY))
     port = rt.ports["eth0"]
-    port.queued += [(frame(), 0), (frame(port=5076, dst="255.255.255.255"), 0)]  # type: ignore[attr-defined]
+    port.queued += [(frame(), 0), (frame(payload=b"search 2"), 0)]  # type: ignore[attr-defined]
     rt.on_port_readable(port)
     assert rt.mesh is not None
     assert [peer for _, peer in rt.mesh.sent] == [PEER]  # type: ignore[attr-defined]
