@@ -127,14 +127,17 @@ def test_env_vars_are_every_variable_the_relay_reads() -> None:
     # Whoever starts a relay unsets these (topology apply, the demo): a missing one would leak.
     assert settings.env_vars() == (
         "BDCAST_PORT",
+        "DECODE_PVACCESS",
         "DISCOVERY_INTERVAL",
         "EVENT_LOOP",
         "LOGLEVEL",
+        "LOG_FORMAT",
         "MESH_FORMAT",
         "MESH_PORT",
         "MESH_SECRET_FILE",
         "METRICS_ADDRESS",
         "METRICS_PORT",
+        "PEERS_DNS",
         "RCVBUF",
         "RULES",
         "RULES_FILE",

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from crosscast.net.bpf import CaptureSpec, capture_program
 from crosscast.net.frames import LIMITED_BROADCAST
-from crosscast.relay import READY, metrics
+from crosscast.relay import READY, logformat, metrics, protocols, sdnotify
 from crosscast.relay import settings as config
 from crosscast.relay.capture import StartupError
 from crosscast.relay.discovery import Discovery
@@ -70,10 +70,13 @@ class Runtime:
         *,
         relay_id: int | None = None,
         clock: Callable[[], float] = time.time,
+        notifier: sdnotify.Notifier | None = None,
     ) -> None:
         self.settings = settings
         self.host = host
         self.clock = clock
+        self.notifier = notifier or sdnotify.Notifier(None)
+        self.decoder = protocols.DecodeLog() if settings.decode_pvaccess else None
         self.table = RuleTable(settings.rules)
         self.counters: Counter[tuple[str, ...]] = Counter()
         self.ports: dict[str, CapturePort] = {}
@@ -184,9 +187,15 @@ class Runtime:
             return
         if not frames:
             return
+        now = self.clock()
+        if self.decoder is not None:  # --decode-pvaccess: off the fast path unless asked for
+            for item in frames:
+                line = self.decoder.observe(item[0], port.name, now)
+                if line is not None:
+                    log.info("%s", line)
         try:
             # The whole drain in one call: its mesh frames leave batched.
-            self._execute(self.relay.on_capture(port.name, frames, self.clock()))
+            self._execute(self.relay.on_capture(port.name, frames, now))
         except Exception:  # noqa: BLE001 -- a packet must never kill the relay; counted
             self._internal_error("capture")
 
@@ -300,6 +309,8 @@ class Runtime:
 
     def metrics_text(self) -> str:
         sources = [self.counters, self.relay.counters]
+        if self.decoder is not None:
+            sources.append(self.decoder.counts)
         if self.mesh is not None:
             sources.append(self.mesh.counters)
         gauges = {
@@ -331,6 +342,7 @@ class Runtime:
             peers,
             type(loop).__module__.split(".")[0],
         )
+        self.notifier.ready(status=f"relaying on {ports}")
         async with asyncio.TaskGroup() as tg:
             tasks = [
                 tg.create_task(self._supervise("ticks", self._ticks)),
@@ -342,6 +354,7 @@ class Runtime:
                 tasks.append(tg.create_task(self._supervise("metrics", self._serve_metrics)))
             await stop.wait()
             log.info("stopping")
+            self.notifier.stopping()
             for task in tasks:
                 task.cancel()
         for port in self.ports.values():
@@ -356,12 +369,15 @@ def errno_name(e: OSError) -> str:
     return errno.errorcode.get(e.errno or 0, "oserror").lower()
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _configure_logging(level: str, log_format: str, environ: Mapping[str, str]) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    # Under journald (JOURNAL_STREAM names our stderr) the journal stamps each line itself.
+    try:
+        journal = logformat.stderr_is_journal(environ, sys.stderr.fileno())
+    except (OSError, ValueError):  # a stderr with no descriptor (captured by a test runner)
+        journal = False
+    handler.setFormatter(logformat.make_formatter(log_format, journal))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 def check(settings: config.RelaySettings) -> int:
@@ -394,10 +410,10 @@ def main(
         return 2
     if settings.check:
         return check(settings)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format, environ)
     try:
         loop_factory = _loop_factory(settings.event_loop)
-        runtime = Runtime(settings, host)
+        runtime = Runtime(settings, host, notifier=sdnotify.Notifier.from_environ(environ))
     except StartupError as e:
         print(f"crosscast relay: {e}", file=sys.stderr)
         return 2

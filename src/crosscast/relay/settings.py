@@ -60,6 +60,9 @@ class RelaySettings:
     metrics_address: str = "127.0.0.1"
     rcvbuf: int = DEFAULT_RCVBUF
     event_loop: str = "auto"
+    decode_pvaccess: bool = False
+    log_format: str = "plain"
+    peers_dns: tuple[str, ...] = ()
     check: bool = False
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -79,8 +82,9 @@ class RelaySettings:
 
     @property
     def peer_names(self) -> tuple[str, ...]:
-        """What discovery resolves: the static relays, then Swarm's tasks.<SERVICENAME>."""
-        names = self.other_relays
+        """What discovery resolves: the static relays, the --peers-dns names, then Swarm's
+        tasks.<SERVICENAME> (the Swarm shortcut for `--peers-dns tasks.NAME`)."""
+        names = (*self.other_relays, *self.peers_dns)
         return (*names, f"tasks.{self.service_name}") if self.service_name else names
 
 
@@ -173,6 +177,14 @@ def build_parser() -> _Parser:
         default=None,
         help="Swarm service name: peers are found as tasks.<name> in DNS",
     )
+    p.option(
+        snow,
+        "--decode-pvaccess",
+        env_var="DECODE_PVACCESS",
+        action="store_true",
+        help="decode PVAccess and Channel Access searches and beacons; log them at info"
+        " (rate-limited) and count them per protocol",
+    )
     mesh = p.add_argument_group("mesh")
     p.option(
         mesh,
@@ -181,6 +193,16 @@ def build_parser() -> _Parser:
         choices=MESH_FORMATS,
         default="crosscast",
         help="wire format to peers: crosscast (default) or snowsignal",
+    )
+    p.option(
+        mesh,
+        "--peers-dns",
+        env_var="PEERS_DNS",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="DNS names with one A record per relay (a Kubernetes headless service),"
+        " re-resolved every discovery interval",
     )
     p.option(
         mesh,
@@ -257,6 +279,14 @@ def build_parser() -> _Parser:
         choices=("auto", "uvloop", "asyncio"),
         default="auto",
         help="auto (default): uvloop when installed, else asyncio",
+    )
+    p.option(
+        ops,
+        "--log-format",
+        env_var="LOG_FORMAT",
+        choices=("plain", "json"),
+        default="plain",
+        help="plain (default; no timestamp when stderr is the journal) or json (one object a line)",
     )
     p.option(
         ops,
@@ -367,6 +397,9 @@ def load(
         metrics_address=ns.metrics_address,
         rcvbuf=ns.rcvbuf,
         event_loop=ns.event_loop,
+        decode_pvaccess=ns.decode_pvaccess,
+        log_format=ns.log_format,
+        peers_dns=tuple(ns.peers_dns),
         check=ns.check,
         sources=_sources(parser, argv),
     )
@@ -383,6 +416,12 @@ def load(
     return settings
 
 
+def _peers_dest(settings: RelaySettings) -> str:
+    if settings.other_relays:
+        return "other_relays"
+    return "peers_dns" if settings.peers_dns else "service_name"
+
+
 def describe(settings: RelaySettings) -> list[str]:
     """The effective settings, one per line, with where each came from (for logs and --check)."""
 
@@ -395,9 +434,11 @@ def describe(settings: RelaySettings) -> list[str]:
         ("mesh port", str(settings.mesh_port), src("mesh_port")),
         ("mesh format", settings.mesh_format, src("mesh_format")),
         ("mesh secret", secret, src("mesh_secret_file")),
-        ("peers", peers, src("other_relays") if settings.other_relays else src("service_name")),
+        ("peers", peers, src(_peers_dest(settings))),
         ("discovery interval", f"{settings.discovery_interval:g} s", src("discovery_interval")),
         ("log level", settings.log_level, src("log_level")),
+        ("log format", settings.log_format, src("log_format")),
+        ("decode pvaccess", "on" if settings.decode_pvaccess else "off", src("decode_pvaccess")),
         (
             "metrics",
             f"{settings.metrics_address}:{settings.metrics_port}"
