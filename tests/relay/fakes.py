@@ -48,10 +48,12 @@ class FakePort(_Wakeable):
         self.sent: list[bytes] = []
         self.error: OSError | None = None  # raised by the next receive()
         self.kernel_dropped = 0  # what the next kernel_drops() reports
+        self.too_long = 0
 
-    def kernel_drops(self) -> int:
-        dropped, self.kernel_dropped = self.kernel_dropped, 0
-        return dropped
+    def kernel_drops(self) -> tuple[int, int]:
+        out = (self.kernel_dropped, self.too_long)
+        self.kernel_dropped = self.too_long = 0
+        return out
 
     def receive(self) -> list[tuple[bytes, int]]:
         self._drain()

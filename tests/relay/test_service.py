@@ -348,9 +348,11 @@ def test_frames_the_kernel_dropped_are_counted_on_the_tick() -> None:
     rt = runtime(*ROUTER)
     rt.ports["eth0"].kernel_dropped = 7  # type: ignore[attr-defined]
     rt.ports["eth2"].kernel_dropped = 2  # type: ignore[attr-defined]
+    rt.ports["eth2"].too_long = 1  # type: ignore[attr-defined]
     rt._count_kernel_drops()
     rt._count_kernel_drops()  # reading resets the kernel's counter: nothing twice
     assert rt.counters["dropped", "kernel-queue"] == 9
+    assert rt.counters["dropped", "too-long"] == 1
 
 
 def test_the_mesh_frames_of_one_drain_go_to_each_peer_in_one_datagram() -> None:

@@ -249,11 +249,13 @@ class Runtime:
         # capture queue was full. Sized for bursts, not backlog, so overload shows up here.
         for port in self.ports.values():
             try:
-                dropped = port.kernel_drops()
+                dropped, too_long = port.kernel_drops()
             except OSError:
                 continue
             if dropped:
                 self.counters["dropped", Drop.KERNEL_QUEUE] += dropped
+            if too_long:
+                self.counters["dropped", Drop.TOO_LONG] += too_long
 
     async def _discover(self) -> None:
         while True:
