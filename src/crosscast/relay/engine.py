@@ -116,7 +116,6 @@ class Drop(enum.StrEnum):
     OWN_PROBE = "own-probe"
     # the service's, before the engine sees a datagram
     NOT_PEER = "not-peer"
-    KERNEL_QUEUE = "kernel-queue"  # the kernel found the capture queue full (PACKET_STATISTICS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from crosscast.relay.rules import (
 )
 
 MESH_FORMATS = ("crosscast", "snowsignal")
+OUTPUT_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # Bytes; sized for bursts, not backlog (issue 8): the kernel doubles it to 512 KiB of skb
 # "truesize", some 230 full-size or 500 small frames, a few ms at the relay's usable max. The
@@ -64,6 +65,7 @@ class RelaySettings:
     log_format: str = "plain"
     peers_dns: tuple[str, ...] = ()
     check: bool = False
+    output_format: str = "text"  # of --check
     sources: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -294,6 +296,14 @@ def build_parser() -> _Parser:
         action="store_true",
         help="validate the configuration, print the rule table and exit",
     )
+    p.option(
+        ops,
+        "--format",
+        dest="output_format",
+        choices=OUTPUT_FORMATS,
+        default="text",
+        help="what --check prints: text (default) or one JSON object for scripts",
+    )
     return p
 
 
@@ -401,6 +411,7 @@ def load(
         log_format=ns.log_format,
         peers_dns=tuple(ns.peers_dns),
         check=ns.check,
+        output_format=ns.output_format,
         sources=_sources(parser, argv),
     )
     if rules:
@@ -422,15 +433,15 @@ def _peers_dest(settings: RelaySettings) -> str:
     return "peers_dns" if settings.peers_dns else "service_name"
 
 
-def describe(settings: RelaySettings) -> list[str]:
-    """The effective settings, one per line, with where each came from (for logs and --check)."""
+def setting_rows(settings: RelaySettings) -> list[tuple[str, str, str]]:
+    """The effective settings as (name, value, where it came from), in a stable order."""
 
     def src(dest: str) -> str:
         return settings.sources.get(dest, "default")
 
     secret = "set" if settings.mesh_secret else "none (unauthenticated)"
     peers = " ".join(settings.peer_names) or "self (no peers configured)"
-    rows = [
+    return [
         ("mesh port", str(settings.mesh_port), src("mesh_port")),
         ("mesh format", settings.mesh_format, src("mesh_format")),
         ("mesh secret", secret, src("mesh_secret_file")),
@@ -447,5 +458,10 @@ def describe(settings: RelaySettings) -> list[str]:
             src("metrics_port"),
         ),
     ]
+
+
+def describe(settings: RelaySettings) -> list[str]:
+    """The effective settings, one per line, with where each came from (for logs and --check)."""
+    rows = setting_rows(settings)
     width = max(len(r[0]) for r in rows)
     return [f"{name:<{width}}  {value}  [{origin}]" for name, value, origin in rows]
