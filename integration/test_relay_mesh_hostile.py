@@ -20,7 +20,12 @@ import pytest
 
 from crosscast import lab
 from crosscast.net import netns
-from integration.helpers.mesh import crosscast_envelope, snowsignal_datagram
+from integration.helpers.mesh import (
+    KIND_BATCH,
+    batch_body,
+    crosscast_envelope,
+    snowsignal_datagram,
+)
 from integration.helpers.relays import Procs, Started
 
 pytestmark = pytest.mark.root
@@ -140,6 +145,17 @@ def test_envelope_built_from_the_wire_format_spec_is_relayed(mesh: Mesh) -> None
     assert lab.receive(listener, ARRIVAL) == (b"from-spec", mesh.outsider.ip)
 
 
+@pytest.mark.parametrize("mesh", ["crosscast"], indirect=True)  # the snowsignal format has no batch
+def test_batch_built_from_the_wire_format_spec_is_relayed_frame_by_frame(mesh: Mesh) -> None:
+    listener = lab.udp_listener(mesh.witness.ns, PORT)
+    payloads = [b"batched-%d" % i for i in range(3)]
+    body = batch_body([mesh.frame(p) for p in payloads])
+    datagram = mesh.wrap(body, kind=KIND_BATCH)
+    _send_from(mesh.peer.ns, mesh.peer.ip, [datagram], mesh.target.ip)
+    got = [lab.receive(listener, ARRIVAL) for _ in payloads]
+    assert got == [(p, mesh.outsider.ip) for p in payloads]
+
+
 def test_datagram_from_a_non_peer_is_dropped(mesh: Mesh) -> None:
     # correct format, correct tag: only the sender's address is wrong
     datagram = mesh.wrap(mesh.frame(MARK + b"-non-peer"))
@@ -226,6 +242,11 @@ def _malformed(mesh: Mesh) -> list[bytes]:
         wrap(good, kind=9),  # unknown kind
         wrap(good, version=2),  # unknown version
         wrap(good, timestamp_ms=1_000_000),  # 1970: stale
+        wrap(batch_body([good])[:-3], kind=KIND_BATCH),  # a batch shorter than it says
+        wrap(batch_body([good]) + b"\x00", kind=KIND_BATCH),  # a byte left over
+        wrap(b"\x00\x00" + batch_body([good]), kind=KIND_BATCH),  # an empty frame in it
+        wrap(b"", kind=KIND_BATCH),  # an empty batch
+        wrap(batch_body([to_other_port, to_unicast, good[:30]]), kind=KIND_BATCH),  # all bad
     ]
     return out
 

@@ -4,7 +4,8 @@ so the hostile-mesh tests also catch a relay that drifts from its own specificat
 crosscast envelope (ARCHITECTURE / envelope.py docstring): 32-byte header "!2sBBBBHQQQ" =
 magic b"CX", version 1, flags (bit 0: tag present), kind (1 frame, 2 probe), hops, reserved,
 origin u64, seq u64, timestamp_ms u64; then the body; then HMAC-SHA256(secret, all before) when
-flags bit 0 is set. SnowSignal: b"SS" + the Ethernet frame.
+flags bit 0 is set. Kind 3 (batch): the body is one or more frames, each preceded by its
+length as a big-endian u16. SnowSignal: b"SS" + the Ethernet frame.
 """
 
 from __future__ import annotations
@@ -16,6 +17,12 @@ import time
 
 HEADER = struct.Struct("!2sBBBBHQQQ")
 KIND_FRAME = 1
+KIND_BATCH = 3
+
+
+def batch_body(frames: list[bytes]) -> bytes:
+    """The body of a kind-3 envelope carrying `frames`."""
+    return b"".join(struct.pack("!H", len(f)) + f for f in frames)
 
 
 def crosscast_envelope(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import struct
 from typing import Any
 
@@ -23,7 +24,8 @@ from crosscast.net.frames import (
     broadcast_address,
     build_probe_frame,
     build_udp_frame,
-    fingerprint,
+    checksum_delta,
+    complete_udp_checksum,
     ip_checksum,
     ip_from_str,
     ip_to_str,
@@ -36,10 +38,13 @@ from crosscast.net.frames import (
     parse_probe_frame,
     parse_udp_frame,
     rewrite_for_egress,
+    rewrite_incremental,
     udp_checksum,
+    udp_offset,
 )
 
 SENDER_MAC = "02:00:00:00:00:01"
+SENDER_MAC_BYTES = mac_from_str(SENDER_MAC)
 RELAY_MAC = mac_from_str("02:00:00:00:00:99")
 SENDER_IP = "10.0.1.5"
 DIRECTED = "10.0.1.255"
@@ -78,9 +83,11 @@ def rebuilt_checksums(frame: bytes) -> tuple[int, int]:
 
 
 def assert_rejected(frame: bytes, reason: str) -> None:
-    with pytest.raises(FrameError) as info:
-        parse_udp_frame(frame)
-    assert info.value.reason == reason
+    # udp_offset (the relay's per-frame validation) must reject exactly what parse rejects.
+    for validate in (parse_udp_frame, udp_offset):
+        with pytest.raises(FrameError) as info:
+            validate(frame)
+        assert info.value.reason == reason
 
 
 # --- parse -----------------------------------------------------------------------------------
@@ -406,32 +413,123 @@ def test_rewritten_frame_parses_again() -> None:
     assert parse_udp_frame(out).dst_ip == ip_from_str(EGRESS_DIRECTED)
 
 
-# --- fingerprint -----------------------------------------------------------------------------
+# --- the relay's per-frame path: udp_offset and rewrite_incremental -------------------------
 
 
-def test_fingerprint_is_equal_across_a_rewrite() -> None:
-    f = parse_udp_frame(udp_bytes())
-    out = rewrite_for_egress(
-        f, src_mac=RELAY_MAC, dst_ip=ip_from_str(EGRESS_DIRECTED), ttl=1, fix_udp_checksum=True
+def _random_frame(rng: random.Random, *, ttl: int, udp_zero: bool = False) -> bytes:
+    dst = rng.choice(
+        [
+            LIMITED_BROADCAST,
+            ip_from_str("10.0.1.255"),
+            ip_from_str("233.54.12.234"),
+            rng.getrandbits(32),
+        ]
     )
-    assert fingerprint(parse_udp_frame(out)) == fingerprint(f)
+    frame = build_udp_frame(
+        src_mac=rng.randbytes(6),
+        dst_mac=BROADCAST_MAC,
+        src_ip=rng.getrandbits(32),
+        dst_ip=dst,
+        src_port=rng.getrandbits(16),
+        dst_port=rng.getrandbits(16),
+        payload=rng.randbytes(rng.randrange(0, 1473)),
+        ttl=ttl,
+        ident=rng.getrandbits(16),
+        tos=rng.getrandbits(8),
+    )
+    if udp_zero:
+        frame = frame[:40] + b"\x00\x00" + frame[42:]
+    return frame
 
 
-def test_fingerprint_differs_for_a_different_payload() -> None:
-    a = parse_udp_frame(udp_bytes(payload=b"search 1"))
-    b = parse_udp_frame(udp_bytes(payload=b"search 2"))
-    assert fingerprint(a) != fingerprint(b)
+def _full_rewrite(frame: bytes, macs: bytes, new_dst: int) -> bytes:
+    """The reference: rewrite_for_egress recomputes both checksums from scratch."""
+    f = parse_udp_frame(frame)
+    out = rewrite_for_egress(
+        f, src_mac=macs[6:], dst_mac=macs[:6], dst_ip=new_dst, ttl=max(1, f.ttl - 1)
+    )
+    if f.udp_checksum and new_dst == f.dst_ip:  # rewrite_for_egress leaves it alone then
+        out = out[:40] + struct.pack("!H", udp_checksum(f.src_ip, new_dst, out[34:])) + out[42:]
+    return out
 
 
-def test_fingerprint_differs_for_a_different_ip_id() -> None:
-    a = parse_udp_frame(udp_bytes())
-    pkt = udp_packet()
-    pkt[IP].id = 4243
-    assert fingerprint(a) != fingerprint(parse_udp_frame(bytes(pkt)))
+@pytest.mark.parametrize("seed", range(8))
+def test_incremental_rewrite_equals_a_full_recompute_on_random_frames(seed: int) -> None:
+    rng = random.Random(seed)
+    for i in range(250):
+        ttl = (1, 2, 64, 255)[i % 4]  # TTL 1 stays 1; the others lose one
+        frame = _random_frame(rng, ttl=ttl, udp_zero=i % 7 == 0)
+        old_dst = int.from_bytes(frame[30:34], "big")
+        new_dst = rng.choice([old_dst, rng.getrandbits(32), LIMITED_BROADCAST])
+        macs = rng.randbytes(12)
+        new = None if new_dst == old_dst else new_dst.to_bytes(4, "big")
+        got = rewrite_incremental(frame, 34, macs, new, checksum_delta(old_dst, new_dst))
+        want = _full_rewrite(frame, macs, new_dst)
+        if i % 7 == 0:  # no UDP checksum: it stays "none"
+            assert got[40:42] == b"\x00\x00"
+            want = want[:40] + b"\x00\x00" + want[42:]
+        assert bytes(got) == want, (seed, i)
 
 
-def test_fingerprint_is_short() -> None:
-    assert 12 <= len(fingerprint(parse_udp_frame(udp_bytes()))) <= 16
+@pytest.mark.parametrize("seed", range(4))
+def test_a_partial_checksum_is_completed_in_full(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(100):
+        frame = _random_frame(rng, ttl=64)
+        partial = frame[:40] + rng.randbytes(2) + frame[42:]  # what a local sender leaves
+        if partial[40:42] == b"\x00\x00":
+            continue
+        old_dst = int.from_bytes(frame[30:34], "big")
+        new_dst = rng.getrandbits(32)
+        macs = rng.randbytes(12)
+        delta = checksum_delta(old_dst, new_dst)
+        got = rewrite_incremental(
+            partial, 34, macs, new_dst.to_bytes(4, "big"), delta, complete=True
+        )
+        assert bytes(got) == _full_rewrite(frame, macs, new_dst)
+        assert complete_udp_checksum(partial, 34) == frame
+
+
+def test_a_udp_checksum_that_would_be_zero_is_sent_as_ffff() -> None:
+    # Search for a frame whose rewritten checksum computes to 0: it must go out as 0xFFFF.
+    rng = random.Random(1)
+    for _ in range(400_000):
+        frame = build_udp_frame(
+            src_mac=SENDER_MAC_BYTES,
+            dst_mac=BROADCAST_MAC,
+            src_ip=ip_from_str(SENDER_IP),
+            dst_ip=ip_from_str(DIRECTED),
+            src_port=rng.getrandbits(16),
+            dst_port=5076,
+            payload=b"x",
+        )
+        new_dst = ip_from_str(EGRESS_DIRECTED)
+        delta = checksum_delta(ip_from_str(DIRECTED), new_dst)
+        got = rewrite_incremental(frame, 34, bytes(12), new_dst.to_bytes(4, "big"), delta)
+        f = parse_udp_frame(bytes(got))
+        if udp_checksum(f.src_ip, f.dst_ip, bytes(got)[34:]) == 0xFFFF:
+            assert got[40:42] == b"\xff\xff"
+            return
+    pytest.fail("no frame with a computed checksum of 0 found")
+
+
+def test_a_bad_ip_checksum_stays_bad_after_an_incremental_rewrite() -> None:
+    frame = bytearray(udp_bytes())
+    frame[24] ^= 0x01
+    out = rewrite_incremental(bytes(frame), 34, bytes(12), None, 0)
+    assert int.from_bytes(out[14:34], "big") % 0xFFFF != 0
+
+
+def test_udp_offset_takes_the_common_case_without_parsing() -> None:
+    frame = udp_bytes()
+    assert udp_offset(frame) == (frame, 34)
+
+
+def test_udp_offset_trims_padding_and_skips_ip_options() -> None:
+    padded = udp_bytes(payload=b"x") + bytes(10)
+    assert udp_offset(padded) == (padded[:-10], 34)
+    with_options = udp_bytes(options=[IPOption_NOP()] * 4)
+    assert udp_offset(with_options) == (with_options, 38)
 
 
 # --- build and text forms --------------------------------------------------------------------

@@ -44,11 +44,18 @@ class FakePort(_Wakeable):
         self.name = name
         self.index = index
         self.groups = list(groups)
-        self.queued: list[tuple[bytes, bool]] = []
+        self.queued: list[tuple[bytes, int]] = []  # (frame, tp_status)
         self.sent: list[bytes] = []
         self.error: OSError | None = None  # raised by the next receive()
+        self.kernel_dropped = 0  # what the next kernel_drops() reports
+        self.too_long = 0
 
-    def receive(self) -> list[tuple[bytes, bool]]:
+    def kernel_drops(self) -> tuple[int, int]:
+        out = (self.kernel_dropped, self.too_long)
+        self.kernel_dropped = self.too_long = 0
+        return out
+
+    def receive(self) -> list[tuple[bytes, int]]:
         self._drain()
         if self.error is not None:
             error, self.error = self.error, None
@@ -56,8 +63,8 @@ class FakePort(_Wakeable):
         out, self.queued = self.queued, []
         return out
 
-    def send(self, frame: bytes) -> None:
-        self.sent.append(frame)
+    def send(self, frame: bytes | bytearray) -> None:
+        self.sent.append(bytes(frame))
 
 
 class FakeMesh(_Wakeable):

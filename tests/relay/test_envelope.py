@@ -13,16 +13,20 @@ from crosscast.relay.envelope import (
     ENVELOPE_ERROR_REASONS,
     HEADER_LEN,
     HOP_LIMIT,
+    KIND_BATCH,
     KIND_FRAME,
     KIND_PROBE,
+    MESH_DATAGRAM_MAX,
     TAG_LEN,
     CrosscastCodec,
     Envelope,
     EnvelopeError,
     SequenceCounter,
+    batch_bodies,
     decode_snowsignal,
     encode_snowsignal,
     parse_secret,
+    split_batch,
 )
 
 SECRET = b"correct horse battery staple"
@@ -142,6 +146,7 @@ def test_every_documented_reason_is_listed() -> None:
         "bad-tag",
         "stale",
         "replay",
+        "bad-batch",
     }
 
 
@@ -155,7 +160,7 @@ REASON_CASES = [
     ("short-tag", SECRET, header(flags=1) + b"\x00" * (TAG_LEN - 1), "short"),
     ("snowsignal", None, encode_snowsignal(make_frame()), "bad-magic"),
     ("version-2", None, header(version=2), "bad-version"),
-    ("kind-3", None, header(kind=3), "bad-kind"),
+    ("kind-4", None, header(kind=4), "bad-kind"),
     ("hops-over-limit", None, header(hops=HOP_LIMIT + 1), "hop-limit"),
     ("untagged-with-secret", SECRET, _encoded(None), "unauthenticated"),
     ("tagged-without-secret", None, _encoded(SECRET), "unexpected-tag"),
@@ -174,9 +179,9 @@ def test_a_bad_datagram_fails_with_its_reason(
     assert reason_of(CrosscastCodec(secret, max_age=30.0), data) == reason
 
 
-def test_the_reason_table_covers_every_reason_but_replay() -> None:
-    # replay needs a codec that saw the datagram before: tested below
-    assert {c[3] for c in REASON_CASES} == set(ENVELOPE_ERROR_REASONS) - {"replay"}
+def test_the_reason_table_covers_every_reason_but_replay_and_bad_batch() -> None:
+    # replay needs a codec that saw the datagram before, and bad-batch is split_batch's: below
+    assert {c[3] for c in REASON_CASES} == set(ENVELOPE_ERROR_REASONS) - {"replay", "bad-batch"}
 
 
 def test_hops_at_the_limit_is_accepted() -> None:
@@ -361,3 +366,52 @@ def test_parse_secret_strips_one_trailing_newline(contents: bytes, secret: bytes
 def test_an_empty_secret_is_a_clear_error(contents: bytes) -> None:
     with pytest.raises(ValueError, match="is empty"):
         parse_secret(contents)
+
+
+# -- batches ----------------------------------------------------------------------------------
+
+
+def frames_of(sizes: list[int]) -> list[bytes]:
+    return [bytes([i]) * n for i, n in enumerate(sizes, 1)]
+
+
+def test_frames_share_a_batch_while_it_fits_and_keep_their_order() -> None:
+    frames = frames_of([100] * 30)
+    bodies = batch_bodies(frames, 1000)
+    assert [kind for kind, _ in bodies] == [KIND_BATCH] * 4
+    assert all(len(body) <= 1000 for _, body in bodies)
+    assert [f for _, body in bodies for f in split_batch(body)] == frames
+
+
+def test_a_lone_frame_and_one_too_large_to_share_go_as_frames() -> None:
+    small, big = frames_of([60, 1400])
+    assert batch_bodies([small], 1000) == [(KIND_FRAME, small)]
+    assert batch_bodies([small, big, small], 1000) == [
+        (KIND_FRAME, small),
+        (KIND_FRAME, big),
+        (KIND_FRAME, small),
+    ]
+
+
+def test_a_batch_datagram_stays_within_the_mesh_bound_with_a_tag() -> None:
+    codec = CrosscastCodec(SECRET)
+    frames = frames_of([106] * 40)
+    datagrams = [
+        codec.seal(kind, ORIGIN, seq, 0, NOW_MS, body)
+        for seq, (kind, body) in enumerate(batch_bodies(frames, MESH_DATAGRAM_MAX - codec.overhead))
+    ]
+    assert all(len(d) <= MESH_DATAGRAM_MAX for d in datagrams)
+    assert MESH_DATAGRAM_MAX - len(datagrams[0]) < 108  # as full as 106-byte frames allow
+    decoded = [CrosscastCodec(SECRET).decode(d, NOW) for d in datagrams]
+    assert [f for env in decoded for f in split_batch(env.body)] == frames
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"\x00", b"\x00\x00", b"\x00\x05abc", b"\x00\x01a\x00", b"\x00\x01a\x00\x02b"],
+    ids=["empty", "half-length", "zero-length", "truncated", "trailing-byte", "short-last"],
+)
+def test_a_batch_whose_lengths_do_not_add_up_is_refused(body: bytes) -> None:
+    with pytest.raises(EnvelopeError) as info:
+        split_batch(body)
+    assert info.value.reason == "bad-batch"

@@ -16,7 +16,7 @@ from crosscast.net.frames import build_udp_frame, ip_from_str, mac_from_str
 from crosscast.relay import READY, metrics, service
 from crosscast.relay import settings as config
 from crosscast.relay.capture import StartupError
-from crosscast.relay.engine import Emit, Interface
+from crosscast.relay.engine import TP_STATUS_CSUMNOTREADY, Interface
 from crosscast.relay.envelope import encode_snowsignal
 
 from .fakes import FakeHost, FakeResolver
@@ -28,7 +28,12 @@ ETH2 = Interface("eth2", mac_from_str("02:cc:00:00:00:12"), ip_from_str("10.0.2.
 SENDER_MAC = mac_from_str("02:00:00:00:01:0b")
 
 
-def frame(dst: str = "10.0.1.255", port: int = 5076, dst_mac: bytes = b"\xff" * 6) -> bytes:
+def frame(
+    dst: str = "10.0.1.255",
+    port: int = 5076,
+    dst_mac: bytes = b"\xff" * 6,
+    payload: bytes = b"search",
+) -> bytes:
     return build_udp_frame(
         src_mac=SENDER_MAC,
         dst_mac=dst_mac,
@@ -36,7 +41,7 @@ def frame(dst: str = "10.0.1.255", port: int = 5076, dst_mac: bytes = b"\xff" * 
         dst_ip=ip_from_str(dst),
         src_port=40000,
         dst_port=port,
-        payload=b"search",
+        payload=payload,
     )
 
 
@@ -137,7 +142,7 @@ def test_the_environment_given_to_main_is_the_one_read(capsys: pytest.CaptureFix
 def test_a_captured_broadcast_goes_to_every_peer() -> None:
     rt = with_peers(runtime(*MESH_RELAY))
     port = rt.ports["eth0"]
-    port.queued.append((frame(), False))  # type: ignore[attr-defined]
+    port.queued.append((frame(), 0))  # type: ignore[attr-defined]
     rt.on_port_readable(port)
     assert rt.mesh is not None
     assert [peer for _, peer in rt.mesh.sent] == [PEER]  # type: ignore[attr-defined]
@@ -169,7 +174,7 @@ def test_a_frame_that_cannot_be_written_is_counted_as_a_send_error() -> None:
         raise OSError("link down")
 
     eth2.send = refuse  # type: ignore[method-assign]
-    rt.ports["eth0"].queued.append((frame(port=10110), False))  # type: ignore[attr-defined]
+    rt.ports["eth0"].queued.append((frame(port=10110), 0))  # type: ignore[attr-defined]
     rt.on_port_readable(rt.ports["eth0"])
     assert rt.counters["send_errors", "eth2"] == 1
 
@@ -186,9 +191,10 @@ def test_an_error_in_the_engine_is_counted_and_the_relay_goes_on(
 
     rt.relay.on_capture = explode  # type: ignore[method-assign,assignment]
     port = rt.ports["eth0"]
-    port.queued += [(frame(port=10110), False)] * 2  # type: ignore[attr-defined]
     with caplog.at_level(logging.ERROR, "crosscast"):
-        rt.on_port_readable(port)
+        for _ in range(2):  # two wake-ups, each a drain of two frames
+            port.queued += [(frame(port=10110), 0)] * 2  # type: ignore[attr-defined]
+            rt.on_port_readable(port)
     assert len(calls) == 2
     assert rt.counters["internal_errors", "capture"] == 2
     assert len(caplog.records) == 1  # logged the first time only
@@ -200,7 +206,7 @@ def test_each_drop_reason_is_logged_once_at_warning_then_at_debug(
     rt = runtime(*ROUTER)
     port = rt.ports["eth0"]
     unicast = frame(dst="10.0.1.12", dst_mac=SENDER_MAC)
-    port.queued += [(unicast, False), (unicast, False), (frame(port=10111), False)]  # type: ignore[attr-defined]
+    port.queued += [(unicast, 0), (unicast, 0), (frame(port=10111), 0)]  # type: ignore[attr-defined]
     with caplog.at_level(logging.DEBUG, "crosscast"):
         rt.on_port_readable(port)
     got = [(r.levelname, r.getMessage()) for r in caplog.records]
@@ -217,10 +223,8 @@ def test_each_drop_reason_is_logged_once_at_warning_then_at_debug(
 def test_a_relay_joining_a_segment_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     other = service.Runtime(settings(*ROUTER), host(), relay_id=9, clock=lambda: NOW)
     rt = runtime(*ROUTER)
-    probe = next(
-        a for a in other.relay.on_tick(NOW) if isinstance(a, Emit) and a.interface == "eth0"
-    )
-    rt.ports["eth0"].queued.append((probe.frame, False))  # type: ignore[attr-defined]
+    probe = next(frame for name, frame in other.relay.on_tick(NOW).emits if name == "eth0")
+    rt.ports["eth0"].queued.append((bytes(probe), 0))  # type: ignore[attr-defined]
     with caplog.at_level(logging.INFO, "crosscast"):
         rt.on_port_readable(rt.ports["eth0"])
     assert [r.getMessage() for r in caplog.records] == [
@@ -302,7 +306,7 @@ def test_serve_says_ready_relays_what_arrives_and_stops_cleanly(
         task = asyncio.create_task(rt.serve(stop))
         await ready.wait()
         port = rt.ports["eth0"]
-        port.queued.append((frame(), False))  # type: ignore[attr-defined]
+        port.queued.append((frame(), 0))  # type: ignore[attr-defined]
         port.wake()  # type: ignore[attr-defined]
         await sent.wait()
         stop.set()
@@ -335,11 +339,34 @@ def test_every_counter_the_service_keeps_has_a_metric() -> None:
         (b"junk", "10.0.9.66"),
     ]
     rt.on_mesh_readable()
-    rt.ports["eth0"].queued.append((frame(), True))  # type: ignore[attr-defined]
+    rt.ports["eth0"].queued.append((frame(), TP_STATUS_CSUMNOTREADY))  # type: ignore[attr-defined]
     rt.on_port_readable(rt.ports["eth0"])
     keys = {k[0] for source in (rt.counters, rt.relay.counters, rt.mesh.counters) for k in source}
     assert keys <= {*metrics.COUNTERS, "dropped"}
     assert {"captured", "checksum_completed", "emitted", "dropped", "rule", "mesh_received"} <= keys
+
+
+def test_frames_the_kernel_dropped_are_counted_on_the_tick() -> None:
+    rt = runtime(*ROUTER)
+    rt.ports["eth0"].kernel_dropped = 7  # type: ignore[attr-defined]
+    rt.ports["eth2"].kernel_dropped = 2  # type: ignore[attr-defined]
+    rt.ports["eth2"].too_long = 1  # type: ignore[attr-defined]
+    rt._count_kernel_drops()
+    rt._count_kernel_drops()  # reading resets the kernel's counter: nothing twice
+    assert rt.counters["kernel_drops", "eth0"] == 7
+    assert rt.counters["kernel_drops", "eth2"] == 2
+    assert rt.counters["dropped", "too-long", "eth2"] == 1
+    assert 'crosscast_kernel_drops_total{interface="eth0"} 7.0' in rt.metrics_text()
+
+
+def test_the_mesh_frames_of_one_drain_go_to_each_peer_in_one_datagram() -> None:
+    rt = with_peers(runtime(*MESH_RELAY))
+    port = rt.ports["eth0"]
+    port.queued += [(frame(), 0), (frame(payload=b"search 2"), 0)]  # type: ignore[attr-defined]
+    rt.on_port_readable(port)
+    assert rt.mesh is not None
+    assert [peer for _, peer in rt.mesh.sent] == [PEER]  # type: ignore[attr-defined]
+    assert rt.relay.counters["rule", "snowsignal-out"] == 2
 
 
 def test_a_peer_is_heard_when_its_datagram_arrives_and_its_age_is_exported() -> None:

@@ -8,12 +8,14 @@ drops with.
 
 It runs once or twice per relayed packet, so it works on `bytes` with `struct` and int addresses
 (never `ipaddress` objects), and computes Internet checksums with one big-int reduction instead
-of a Python loop over 16-bit words (see `_sum16`).
+of a Python loop over 16-bit words (see `_sum16`). The relay's per-frame path uses the two
+functions that build no object at all: `udp_offset` (validation by fixed offsets, falling back
+to `parse_udp_frame` for anything unusual) and `rewrite_incremental` (RFC 1624 checksum updates
+instead of recomputing them).
 """
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from dataclasses import dataclass
 
@@ -30,7 +32,8 @@ __all__ = [
     "broadcast_address",
     "build_probe_frame",
     "build_udp_frame",
-    "fingerprint",
+    "checksum_delta",
+    "complete_udp_checksum",
     "ip_checksum",
     "ip_from_str",
     "ip_to_str",
@@ -43,7 +46,9 @@ __all__ = [
     "parse_probe_frame",
     "parse_udp_frame",
     "rewrite_for_egress",
+    "rewrite_incremental",
     "udp_checksum",
+    "udp_offset",
 ]
 
 ETH_HLEN = 14  # linux/if_ether.h: dst MAC, src MAC, EtherType
@@ -79,7 +84,6 @@ _ETH_TYPE = struct.Struct("!12xH")
 _IP_FIXED = struct.Struct("!2xHHHBBHII")
 # src port, dst port, length, checksum
 _UDP_HDR = struct.Struct("!HHHH")
-_FINGERPRINT_HDR = struct.Struct("!IHHH")
 _IP_HDR_TEMPLATE = struct.Struct("!BBHHHBBHII")
 
 _MULTICAST_MAC_PREFIX = b"\x01\x00\x5e"  # RFC 1112 section 6.4
@@ -216,6 +220,105 @@ def parse_udp_frame(frame: bytes) -> UdpFrame:
     )
 
 
+_FAST_HEAD = b"\x08\x00\x45"  # EtherType IPv4, then version 4 with a 20-byte header
+
+
+def udp_offset(frame: bytes) -> tuple[bytes, int]:
+    """Validate exactly as `parse_udp_frame` does; return (frame, offset of the UDP header).
+
+    The returned frame is trimmed of Ethernet padding. The common case (no IP options, no
+    padding) is checked by fixed offsets with no object built; anything else goes through
+    `parse_udp_frame`, so the edge cases and their FrameError reasons are that function's.
+    """
+    n = len(frame)
+    if (
+        _MIN_FRAME_LEN <= n <= MAX_FRAME_LEN
+        and frame[12:15] == _FAST_HEAD
+        and frame[23] == IPPROTO_UDP
+        and not (frame[20] & 0x3F or frame[21])  # MF clear, offset 0: not a fragment
+        and (frame[16] << 8 | frame[17]) + ETH_HLEN == n
+        and (frame[38] << 8 | frame[39]) + ETH_HLEN + IP_MIN_HLEN == n
+        and not int.from_bytes(frame[14:34], "big") % 0xFFFF  # header sums to "negative zero"
+    ):
+        return frame, ETH_HLEN + IP_MIN_HLEN
+    f = parse_udp_frame(frame)
+    return f.frame, ETH_HLEN + f.ihl
+
+
+def _fold(x: int) -> int:
+    # End-around carry, twice: enough for a sum of up to three 16-bit words.
+    x = (x & 0xFFFF) + (x >> 16)
+    return (x & 0xFFFF) + (x >> 16)
+
+
+def checksum_delta(old: int, new: int) -> int:
+    """What changing a 32-bit field from `old` to `new` adds to a one's complement sum
+    (RFC 1624: ~m + m', per 16-bit half); 0 when nothing changes."""
+    if old == new:
+        return 0
+    return _fold((~old >> 16 & 0xFFFF) + (~old & 0xFFFF) + (new >> 16) + (new & 0xFFFF))
+
+
+_TTL_DELTA = 0xFEFF  # ~0x0100: the TTL is the high byte of its 16-bit word; one less is -0x0100
+
+
+def rewrite_incremental(
+    frame: bytes,
+    udp_off: int,
+    macs: bytes,
+    new_dst: bytes | None,
+    delta: int,
+    complete: bool = False,
+) -> bytearray:
+    """A copy of a validated frame for an egress: Ethernet dst+src `macs` (12 bytes), TTL one
+    less (never below 1), IP destination `new_dst` (None: kept) and both checksums updated.
+
+    `delta` is `checksum_delta(old destination, new one)`. Checksums are updated, not
+    recomputed (RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m')), so a wrong one stays wrong: the relay
+    never "repairs" garbage. A UDP checksum of 0 ("none", RFC 768) stays 0 and a computed 0 is
+    sent as 0xFFFF. `complete`: the UDP checksum field holds only a local sender's partial sum
+    (TP_STATUS_CSUMNOTREADY), so it is computed in full over the rewritten frame. (Positional
+    parameters and the folds written out: this runs once per relayed frame and egress.)
+    """
+    b = bytearray(frame)
+    b[0:12] = macs
+    ttl = frame[22]
+    s = (~(frame[24] << 8 | frame[25]) & 0xFFFF) + delta
+    if ttl > 1:
+        b[22] = ttl - 1
+        s += _TTL_DELTA
+    s = (s & 0xFFFF) + (s >> 16)
+    h = ~((s & 0xFFFF) + (s >> 16)) & 0xFFFF
+    b[24] = h >> 8
+    b[25] = h & 0xFF
+    if new_dst is not None:
+        b[30:34] = new_dst
+    c = udp_off + 6
+    u = frame[c] << 8 | frame[c + 1]
+    if u:
+        if complete:
+            src = int.from_bytes(b[26:30], "big")
+            dst = int.from_bytes(b[30:34], "big")
+            u = 0xFFFF - _udp_checksum_sum(src, dst, b[udp_off:]) % 0xFFFF
+        elif delta:
+            u = ~_fold((~u & 0xFFFF) + delta) & 0xFFFF or 0xFFFF
+        b[c] = u >> 8
+        b[c + 1] = u & 0xFF
+    return b
+
+
+def complete_udp_checksum(frame: bytes, udp_off: int) -> bytes:
+    """`frame` with its partial UDP checksum (a local sender's) computed in full; a checksum
+    of 0 ("none") is left alone."""
+    c = udp_off + 6
+    if not (frame[c] or frame[c + 1]):
+        return frame
+    src = int.from_bytes(frame[26:30], "big")
+    dst = int.from_bytes(frame[30:34], "big")
+    u = 0xFFFF - _udp_checksum_sum(src, dst, frame[udp_off:]) % 0xFFFF
+    return frame[:c] + _U16.pack(u) + frame[c + 2 :]
+
+
 # --- classify -------------------------------------------------------------------------------
 
 
@@ -301,23 +404,6 @@ def rewrite_for_egress(
         csum = 0xFFFF - _udp_checksum_sum(f.src_ip, new_dst, buf[udp_off:]) % 0xFFFF
         _U16.pack_into(buf, udp_off + 6, csum)
     return bytes(buf)
-
-
-def fingerprint(f: UdpFrame) -> bytes:
-    """A 16-byte key for the duplicate window, stable across relaying.
-
-    It covers the IP source, IP id, ports and payload; not the MACs, IP destination, TTL or
-    checksums, which a relay changes.
-    """
-    frame = f.frame
-    h = hashlib.blake2b(
-        _FINGERPRINT_HDR.pack(
-            f.src_ip, _U16.unpack_from(frame, _OFF_IP_ID)[0], f.src_port, f.dst_port
-        ),
-        digest_size=16,
-    )
-    h.update(memoryview(frame)[ETH_HLEN + f.ihl + UDP_HLEN :])
-    return h.digest()
 
 
 # --- segment probes -----------------------------------------------------------------------------

@@ -1,9 +1,16 @@
 """Packet sockets: capture on an interface through a kernel filter, and inject frames into it.
 
-Owns the relay's AF_PACKET sockets (opened by crosscast.net.packet, the one opener), the
-multicast memberships of the ingress interfaces and the ioctl look-ups of an interface's MAC and
-IPv4 address. It must not decide anything: frames go to the
-engine, and what the engine returns comes back here as bytes to write.
+Owns the relay's AF_PACKET sockets (opened by crosscast.net.packet, the one opener), their
+receive rings (crosscast.net.ring), the multicast memberships of the ingress interfaces and the
+ioctl look-ups of an interface's MAC, MTU and IPv4 address. It must not decide anything: frames
+go to the engine, and what the engine returns comes back here as bytes to write.
+
+Capture reads a TPACKET_V2 RX ring: a drain takes every frame ready (up to DRAIN_LIMIT) out of
+shared memory with no system call, each with its tp_status (TP_STATUS_CSUMNOTREADY included),
+where a `recvmsg` per frame cost a system call plus CPython's ioctl(SIOCGIFNAME) for a sender
+address nobody reads, and every drain ended in a failing `recvmsg`. The ring also bounds the
+queue (see ring_for): under overload the kernel drops and counts (PACKET_STATISTICS) instead of
+queueing for hundreds of milliseconds. Egress is one `send` per frame on the bound socket.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import os
 import socket
 import struct
 from collections.abc import Iterable, Sequence
@@ -18,16 +26,20 @@ from dataclasses import dataclass, field
 
 from crosscast.net.bpf import Instruction
 from crosscast.net.packet import (
-    AUXDATA_SPACE,
-    MAX_FRAME,
-    PACKET_AUXDATA,
     PACKET_MR_MULTICAST,
     SO_RCVBUFFORCE,
-    SOL_PACKET,
-    TP_STATUS_CSUMNOTREADY,
     add_membership,
     open_packet_socket,
     set_buffer,
+)
+from crosscast.net.ring import (
+    DEFAULT_RX_GEOMETRY,
+    RX_DATA_OFFSET,
+    Geometry,
+    RxFrame,
+    RxRing,
+    packet_statistics,
+    ring_geometry,
 )
 from crosscast.relay.engine import Interface
 
@@ -45,7 +57,10 @@ __all__ = [
 SIOCGIFADDR = 0x8915  # linux/sockios.h
 SIOCGIFNETMASK = 0x891B  # linux/sockios.h
 SIOCGIFHWADDR = 0x8927  # linux/sockios.h
+SIOCGIFMTU = 0x8921  # linux/sockios.h
 DRAIN_LIMIT = 256  # frames per wake-up before yielding to the other sockets
+RING_BYTES = DEFAULT_RX_GEOMETRY.size  # 2 MiB: 1024 slots for a 1500-byte MTU
+_VLAN_TAG = 4  # an 802.1Q tag the kernel did not strip
 
 
 class StartupError(RuntimeError):
@@ -74,6 +89,25 @@ def read_interface(name: str) -> Interface:
     return Interface(name=name, mac=mac, address=address, prefix_len=mask.bit_count())
 
 
+def ring_for(mtu: int) -> Geometry:
+    """The RX ring for an interface of this MTU: slots that hold a whole frame, in the same
+    2 MiB as the default ring (1024 slots at a 1500-byte MTU, a few ms of traffic at the
+    relay's maximum: a burst, not a backlog). A jumbo MTU gets fewer, larger slots rather than
+    frames the ring would have to cut (a cut frame is dropped and counted as too long)."""
+    need = RX_DATA_OFFSET + 14 + _VLAN_TAG + mtu
+    if need <= DEFAULT_RX_GEOMETRY.frame_size:
+        return DEFAULT_RX_GEOMETRY
+    frame_size = 1 << (need - 1).bit_length()
+    block = max(frame_size, DEFAULT_RX_GEOMETRY.block_size)
+    return ring_geometry(max(64, RING_BYTES // frame_size), frame_size, block)
+
+
+def interface_mtu(name: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        mtu: int = struct.unpack_from("i", _ifreq(s, SIOCGIFMTU, name), 16)[0]
+    return mtu
+
+
 def own_addresses() -> list[str]:
     """Every interface's primary IPv4 address in this namespace (to keep ourselves off the mesh)."""
     out = []
@@ -87,12 +121,15 @@ def own_addresses() -> list[str]:
 
 @dataclass
 class PacketPort:
-    """One interface's packet socket: capture through a filter, inject frames, join groups."""
+    """One interface's packet socket: capture through a filter into an RX ring, inject frames,
+    join groups."""
 
     name: str
     sock: socket.socket
     index: int
+    ring: RxRing
     groups: list[socket.socket] = field(default_factory=list)
+    _truncated: int = 0  # ring.truncated already reported
 
     @classmethod
     def open(
@@ -103,14 +140,20 @@ class PacketPort:
         except OSError:
             raise StartupError(f"interface {name} does not exist") from None
         try:
-            sock = open_packet_socket(name, program, auxdata=True, buffer_size=rcvbuf)
+            # SO_RCVBUF does not bound a ring; `rcvbuf` still sizes the send buffer.
+            sock = open_packet_socket(name, program, buffer_size=rcvbuf)
         except PermissionError:
             raise StartupError(
                 f"no permission to open a raw socket on {name}: needs root or CAP_NET_RAW"
             ) from None
         except OSError as e:
             raise StartupError(f"cannot capture on {name}: {e.strerror}") from None
-        port = cls(name=name, sock=sock, index=index)
+        try:
+            ring = RxRing.attach(sock, ring_for(interface_mtu(name)))
+        except OSError as e:
+            sock.close()
+            raise StartupError(f"cannot map a receive ring on {name}: {e.strerror}") from None
+        port = cls(name=name, sock=sock, index=index, ring=ring)
         try:
             for group in groups:
                 port.join(group)
@@ -128,27 +171,31 @@ class PacketPort:
         mac = bytes((0x01, 0x00, 0x5E, (group >> 16) & 0x7F, (group >> 8) & 0xFF, group & 0xFF))
         add_membership(self.sock, self.index, PACKET_MR_MULTICAST, mac)
 
-    def receive(self) -> list[tuple[bytes, bool]]:
-        """Drain what is queued (up to DRAIN_LIMIT): (frame, checksum-incomplete) pairs."""
-        out = []
-        recvmsg = self.sock.recvmsg
-        for _ in range(DRAIN_LIMIT):
-            try:
-                frame, ancdata, _flags, _addr = recvmsg(MAX_FRAME, AUXDATA_SPACE)
-            except BlockingIOError:
-                break
-            partial = False
-            for level, kind, data in ancdata:
-                if level == SOL_PACKET and kind == PACKET_AUXDATA:
-                    partial = bool(struct.unpack_from("I", data)[0] & TP_STATUS_CSUMNOTREADY)
-            out.append((frame, partial))
-        return out
+    def receive(self) -> list[RxFrame]:
+        """What the ring holds (up to DRAIN_LIMIT): (frame, tp_status, ...) tuples, no system
+        call. A wake-up that finds nothing is a socket error (the link went down: ENETDOWN),
+        which no receive call would otherwise clear: it is read here and raised."""
+        frames = self.ring.drain(DRAIN_LIMIT)
+        if not frames:
+            err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                raise OSError(err, os.strerror(err))
+        return frames
 
-    def send(self, frame: bytes) -> None:
+    def send(self, frame: bytes | bytearray) -> None:
         self.sock.send(frame)
+
+    def kernel_drops(self) -> tuple[int, int]:
+        """Since the last call: frames the kernel dropped because the ring was full
+        (PACKET_STATISTICS, which reading resets), and frames too long for a ring slot."""
+        _packets, dropped = packet_statistics(self.sock)
+        truncated = self.ring.truncated - self._truncated
+        self._truncated = self.ring.truncated
+        return dropped, truncated
 
     def close(self) -> None:
         for membership in self.groups:
             membership.close()
         self.groups.clear()
+        self.ring.close()
         self.sock.close()

@@ -1,4 +1,4 @@
-"""The relay's decisions: captured frames and mesh datagrams in, actions out.
+"""The relay's decisions: captured frames and mesh datagrams in, frames and datagrams out.
 
 Owns: classification of what was captured or received, rule matching, loop prevention (own and
 peer relay MACs, the segment election, the duplicate window), frame rewriting for each egress,
@@ -12,11 +12,21 @@ Loop prevention, layer by layer:
 - relays on one segment find each other with probe frames (EtherType 0x88B5, the IEEE local
   experimental type) and elect the one with the lowest id to forward for that segment, so two
   relays on a segment give one copy, not two, in every other segment;
-- a short duplicate window keyed on the frame's fingerprint (source, IP id, ports, payload)
-  drops a frame that was just emitted to, or captured on, the segment it would go to; and
-  crosscast envelopes carry (origin, sequence) so a datagram seen twice is relayed once;
+- a short duplicate window per segment, keyed on what relaying keeps (source address, IP id,
+  ports, length, payload), drops a frame that was just emitted to, or captured on, the segment
+  it would go to; and crosscast envelopes carry (origin, sequence) so a datagram seen twice is
+  relayed once;
 - a relay never forwards mesh to mesh (rule validation forbids it), so every envelope it sends
   carries hops=0, and one that arrives with hops >= HOP_LIMIT is dropped (Drop.HOP_LIMIT).
+
+The fast path (issue 8). The service hands over everything one wake-up drained (`on_capture`,
+`on_mesh`) and gets back one `Output`: (interface, frame) pairs to write and mesh datagrams, the
+mesh frames of the drain batched into as few crosscast datagrams as fit. Per frame the engine
+builds no object besides the output frame: it validates by fixed offsets (net.frames.udp_offset,
+which falls back to the full parser for anything unusual), looks its decision up in a cache per
+ingress keyed by destination address and port (and source address where a rule filters on
+it), and applies precomputed `Plan`s with incremental checksums. Counters are plain ints on the
+plans and decisions; `counters` assembles the tuple-keyed snapshot the metrics read.
 
 It does not log either: what happened besides the actions (drops, relays that joined a segment)
 is recorded in `events`, which the service takes after each call and logs.
@@ -25,38 +35,42 @@ is recorded in `events`, which the service takes after each call and logs.
 from __future__ import annotations
 
 import enum
-from collections import Counter, OrderedDict
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from crosscast.net.frames import (
     BROADCAST_MAC,
     LIMITED_BROADCAST,
     FrameError,
-    UdpFrame,
     broadcast_address,
     build_probe_frame,
-    fingerprint,
+    checksum_delta,
+    complete_udp_checksum,
     is_multicast,
     is_probe_frame,
     looks_like_directed_broadcast,
     multicast_mac,
     parse_probe_frame,
-    parse_udp_frame,
-    rewrite_for_egress,
+    rewrite_incremental,
+    udp_offset,
 )
 from crosscast.relay.envelope import (
     CROSSCAST_MAGIC,
     HOP_LIMIT,
+    KIND_BATCH,
     KIND_FRAME,
     KIND_PROBE,
+    MESH_DATAGRAM_MAX,
     SNOWSIGNAL_MAGIC,
     CrosscastCodec,
-    Envelope,
     EnvelopeError,
     SequenceCounter,
+    batch_bodies,
     decode_snowsignal,
     encode_snowsignal,
+    split_batch,
 )
 from crosscast.relay.ruleindex import RuleTable
 from crosscast.relay.rules import MESH
@@ -64,7 +78,9 @@ from crosscast.relay.rules import MESH
 PROBE_INTERVAL = 5.0  # seconds between segment probes
 PROBE_HOLD = 3 * PROBE_INTERVAL  # a relay not heard for this long has left the segment
 DUPLICATE_WINDOW = 1.0  # seconds; identical frames inside it are one frame
-DUPLICATE_CAPACITY = 65536  # entries; bounds memory under a flood of distinct frames
+DUPLICATE_CAPACITY = 65536  # keys per segment; bounds memory under a flood of distinct frames
+DECISION_CAPACITY = 4096  # cached decisions per ingress; a scan of many groups or sources
+TP_STATUS_CSUMNOTREADY = 1 << 3  # linux/if_packet.h: checksum left to the NIC (local sender)
 
 
 class Drop(enum.StrEnum):
@@ -89,6 +105,7 @@ class Drop(enum.StrEnum):
     REPLAY = "replay"
     STALE = "stale"
     HOP_LIMIT = "hop-limit"
+    BAD_BATCH = "bad-batch"
     # the engine's own decisions
     NOT_BROADCAST = "not-broadcast"
     NO_RULE = "no-rule"
@@ -140,48 +157,106 @@ class Interface:
         return broadcast_address(self.address, self.prefix_len)
 
 
-@dataclass(frozen=True, slots=True)
-class Emit:
-    """Write `frame` on interface `interface`."""
-
-    interface: str
-    frame: bytes
+Frame = bytes | bytearray
+# A captured frame and its tp_status (PACKET_AUXDATA or the RX ring's slot header); anything
+# after the status (the ring's VLAN tag, packet type and timestamp) is ignored.
+Captured = tuple[bytes, int] | tuple[bytes, int, int, int, int, int]
 
 
-@dataclass(frozen=True, slots=True)
-class ToMesh:
-    """Send `datagram` to every current peer."""
+class Output(NamedTuple):
+    """What one call wants done: frames to write, and datagrams for every current peer."""
 
-    datagram: bytes
+    emits: list[tuple[str, Frame]]  # (interface, frame)
+    datagrams: list[bytes]
 
 
-Action = Emit | ToMesh
+class Plan:
+    """How a frame to one destination leaves on one local egress, worked out once.
+
+    `limiter` is the slot for a per-rule rate limiter (issue 9): None relays everything.
+    """
+
+    __slots__ = ("delta", "dst_ip", "egress", "hits", "limiter", "macs", "new_dst")
+
+    def __init__(self, egress: Interface, dst_ip: int) -> None:
+        if is_multicast(dst_ip):
+            dst_mac, new = multicast_mac(dst_ip), dst_ip
+        elif dst_ip == LIMITED_BROADCAST:
+            dst_mac, new = BROADCAST_MAC, dst_ip
+        else:
+            # A directed broadcast of the source segment is dropped on this one (the receivers
+            # count it in IpInAddrErrors): it becomes this segment's broadcast address.
+            dst_mac = BROADCAST_MAC
+            new = LIMITED_BROADCAST if egress.broadcast is None else egress.broadcast
+        if len(egress.mac) != 6:
+            raise ValueError(f"{egress.name}: MAC addresses are 6 bytes")
+        self.egress = egress.name
+        self.macs = dst_mac + egress.mac  # Ethernet destination and source, in frame order
+        self.dst_ip = new
+        self.new_dst: bytes | None = None if new == dst_ip else new.to_bytes(4, "big")
+        self.delta = checksum_delta(dst_ip, new)
+        self.hits = 0  # frames emitted through this plan
+        self.limiter: object | None = None
+
+
+class Decision:
+    """What happens to every frame from one ingress to one (destination, port[, source])."""
+
+    __slots__ = ("drop", "dst_mac", "hits", "plans", "rules", "to_mesh")
+
+    def __init__(
+        self,
+        drop: Drop | None,
+        *,
+        dst_mac: bytes | None = None,
+        rules: tuple[str, ...] = (),
+        plans: tuple[Plan, ...] = (),
+        to_mesh: bool = False,
+    ) -> None:
+        self.drop = drop
+        self.dst_mac = dst_mac  # what a frame from the mesh must be addressed to
+        self.rules = rules  # names of the rules matched
+        self.plans = plans
+        self.to_mesh = to_mesh
+        self.hits = 0  # frames matched
 
 
 class DuplicateWindow:
-    """Keys remembered for `window` seconds, oldest first, at most `capacity` of them."""
+    """Keys seen in the last `window` to 2 x `window` seconds, about `capacity` of them at most.
+
+    Two generations: keys go into `current`; `expire` makes it the `previous` generation once
+    `window` has passed (and forgets both after two idle windows), or as soon as it holds half
+    the capacity, so memory is bounded whatever the rate (by the capacity plus what is added
+    between two calls of `expire`: the engine calls it once per drain). The engine tests and
+    adds on the two sets directly: one lookup and one insert per frame, no per-key timestamps.
+    """
+
+    __slots__ = ("_half", "_rotate_at", "_window", "current", "previous")
 
     def __init__(self, window: float = DUPLICATE_WINDOW, capacity: int = DUPLICATE_CAPACITY):
         self._window = window
-        self._capacity = capacity
-        self._expiry: OrderedDict[object, float] = OrderedDict()
+        self._half = max(1, capacity // 2)
+        self.current: set[object] = set()
+        self.previous: set[object] = set()
+        self._rotate_at = float("-inf")
 
     def __contains__(self, key: object) -> bool:
-        return key in self._expiry
+        return key in self.current or key in self.previous
+
+    def __len__(self) -> int:
+        return len(self.current) + len(self.previous)
+
+    def add(self, key: object) -> None:
+        self.current.add(key)
 
     def expire(self, now: float) -> None:
-        expiry = self._expiry
-        while expiry:
-            key, when = next(iter(expiry.items()))
-            if when > now:
-                break
-            del expiry[key]
-
-    def add(self, key: object, now: float) -> None:
-        self._expiry[key] = now + self._window
-        self._expiry.move_to_end(key)
-        if len(self._expiry) > self._capacity:
-            self._expiry.popitem(last=False)  # a flood of distinct frames: forget the oldest
+        if now >= self._rotate_at:
+            stale = now >= self._rotate_at + self._window
+            self.previous = set() if stale else self.current
+            self.current = set()
+            self._rotate_at = now + self._window
+        elif len(self.current) >= self._half:
+            self.previous, self.current = self.current, set()
 
 
 class Relay:
@@ -203,132 +278,156 @@ class Relay:
         self.mesh_port = mesh_port
         self.mesh_format = mesh_format
         self.codec = codec or CrosscastCodec(None)
-        self.counters: Counter[tuple[str, ...]] = Counter()
         self._seq = SequenceCounter()
-        self._recent = DuplicateWindow()
+        self._budget = MESH_DATAGRAM_MAX - self.codec.overhead  # body bytes per datagram
+        # per segment: frames seen there lately (captured on it or emitted to it)
+        self._recent: dict[str, DuplicateWindow] = {n: DuplicateWindow() for n in interfaces}
+        self._seen = DuplicateWindow()  # (origin, seq) of crosscast envelopes
         # segment election: interface -> {relay id: (mac, last heard)}
         self._segment: dict[str, dict[int, tuple[bytes, float]]] = {n: {} for n in interfaces}
         self._relay_macs: dict[bytes, float] = {}
         self._next_probe = 0.0
         self.events: list[Event] = []  # since the last take_events()
+        # per ingress (an interface or MESH): decision key -> Decision
+        self._decisions: dict[str, dict[bytes, Decision]] = {}
+        # counters as plain ints; `counters` builds the snapshot
+        self._captured: Counter[str] = Counter()
+        self._completed: Counter[str] = Counter()
+        self._dropped: Counter[Drop] = Counter()
+        self._mesh_received = 0
+        self._retired_rules: Counter[str] = Counter()  # hits of decisions no longer cached
+        self._retired_emits: Counter[str] = Counter()
 
     # -- inputs ----------------------------------------------------------------------------
 
-    def on_capture(
-        self, iface: str, frame: bytes, now: float, *, csum_partial: bool = False
-    ) -> list[Action]:
-        """A frame the kernel filter passed on `iface`."""
-        self.counters["captured", iface] += 1
-        if csum_partial:
-            self.counters["checksum_completed", iface] += 1
-        if is_probe_frame(frame):
-            return self._on_probe(iface, frame, now)
-        try:
-            f = parse_udp_frame(frame)
-        except FrameError as e:
-            return self._drop(Drop(e.reason), iface)
-        if f.src_mac in self._relay_macs or f.src_mac == self.interfaces[iface].mac:
-            return self._drop(Drop.RELAY_MAC, iface)
-        if not self._is_designated(iface, now):
-            return self._drop(Drop.STANDBY, iface)
-        ingress = self.interfaces[iface]
-        if f.dst_ip == LIMITED_BROADCAST or f.dst_ip == ingress.broadcast:
-            is_broadcast = True
-        elif is_multicast(f.dst_ip):
-            is_broadcast = False
-        else:
-            return self._drop(Drop.NOT_BROADCAST, iface)
-        key = fingerprint(f)
-        if (iface, key) in self._recent:
-            return self._drop(Drop.DUPLICATE, iface)
-        self._recent.add((iface, key), now)
-        egress, matched = self.rules.egress_for(
-            iface, f.dst_ip, f.dst_port, f.src_ip, is_broadcast=is_broadcast
-        )
-        if not egress:
-            return self._drop(Drop.NO_RULE, iface)
-        for rule in matched:
-            self.counters["rule", rule.name] += 1
-        actions: list[Action] = []
-        for out in egress:
-            if out == MESH:
-                actions.append(ToMesh(self._encode(self._complete(f, csum_partial), now)))
-            else:
-                actions.extend(self._emit(out, f, key, now, csum_partial=csum_partial))
-        return actions
-
-    def on_mesh(self, data: bytes, now: float, *, from_self: bool = False) -> list[Action]:
-        """A datagram from a current peer (the caller drops non-peers as 'not-peer')."""
-        self.counters["mesh_received",] += 1
-        magic = data[:2]
-        try:
-            if magic == CROSSCAST_MAGIC:
-                env = self.codec.decode(data, now)
-                if env.kind != KIND_FRAME:
-                    return self._drop(Drop.BAD_KIND, MESH)
-                if env.hops >= HOP_LIMIT:
-                    return self._drop(Drop.HOP_LIMIT, MESH)
-                if (env.origin, env.seq) in self._recent:
-                    return self._drop(Drop.DUPLICATE, MESH)
-                self._recent.add((env.origin, env.seq), now)
-                from_self = from_self or env.origin == self.relay_id
-                frame = env.body
-            elif magic == SNOWSIGNAL_MAGIC and not self.codec.authenticated:
-                frame = decode_snowsignal(data)
-            else:
-                return self._drop(
-                    Drop.UNAUTHENTICATED if magic == SNOWSIGNAL_MAGIC else Drop.BAD_MAGIC, MESH
+    def on_capture(self, iface: str, frames: Iterable[Captured], now: float) -> Output:
+        """The frames one wake-up drained from `iface`'s capture (the kernel filter passed
+        them), each with its tp_status."""
+        emits: list[tuple[str, Frame]] = []
+        to_mesh: list[bytes] = []
+        self._expire(now)
+        recent = self._recent
+        window = recent[iface]
+        current, previous = window.current, window.previous
+        decisions = self._decisions.get(iface) or self._decisions.setdefault(iface, {})
+        by_source = self.rules.filters_source(iface)
+        own_mac = self.interfaces[iface].mac
+        relay_macs = self._relay_macs
+        peers = self._segment[iface]
+        captured = 0
+        for item in frames:
+            captured += 1
+            frame = item[0]
+            partial = item[1] & TP_STATUS_CSUMNOTREADY != 0
+            if partial:
+                self._completed[iface] += 1
+            try:
+                frame, u = udp_offset(frame)
+            except FrameError as e:
+                if is_probe_frame(frame):
+                    emits += self._on_probe(iface, frame, now)
+                else:
+                    self._drop(Drop(e.reason), iface)
+                continue
+            src_mac = frame[6:12]
+            if src_mac == own_mac or src_mac in relay_macs:
+                self._drop(Drop.RELAY_MAC, iface)
+                continue
+            if peers and not self._is_designated(iface, now):
+                self._drop(Drop.STANDBY, iface)
+                continue
+            key = (frame[26:34] if by_source else frame[30:34]) + frame[u + 2 : u + 4]
+            d = decisions.get(key)
+            if d is None:
+                d = self._decide(iface, key, decisions)
+            if d.drop is not None:
+                self._drop(d.drop, iface)
+                continue
+            seen = hash(frame[26:30] + frame[18:20] + frame[u : u + 6] + frame[u + 8 :])
+            if seen in current or seen in previous:
+                self._drop(Drop.DUPLICATE, iface)
+                continue
+            current.add(seen)
+            d.hits += 1
+            for p in d.plans:
+                emits.append(
+                    (
+                        p.egress,
+                        rewrite_incremental(
+                            frame, u, p.macs, p.new_dst, p.delta, complete=bool(partial)
+                        ),
+                    )
                 )
-            f = parse_udp_frame(frame)
-        except (EnvelopeError, FrameError) as e:
-            return self._drop(Drop(e.reason), MESH)
-        if f.dst_mac == BROADCAST_MAC and (
-            f.dst_ip == LIMITED_BROADCAST or looks_like_directed_broadcast(f.dst_ip)
-        ):
-            is_broadcast = True
-        elif is_multicast(f.dst_ip) and f.dst_mac == multicast_mac(f.dst_ip):
-            is_broadcast = False
-        else:
-            return self._drop(Drop.NOT_BROADCAST, MESH)
-        egress, matched = self.rules.egress_for(
-            MESH, f.dst_ip, f.dst_port, f.src_ip, is_broadcast=is_broadcast
-        )
-        if not egress:
-            return self._drop(Drop.NO_RULE, MESH)
-        for rule in matched:
-            self.counters["rule", rule.name] += 1
-        key = fingerprint(f)
-        actions: list[Action] = []
-        for out in egress:
-            if out == MESH:
-                continue  # validation forbids mesh -> mesh; never re-flood the mesh
-            if not self._is_designated(out, now):
-                self._drop(Drop.STANDBY, out)
-            elif (out, key) in self._recent and not from_self:
-                self._drop(Drop.DUPLICATE, out)
-            else:
-                # A peer may forward a frame exactly as its kernel captured it, with the partial
-                # checksum of a local sender (SnowSignal does): never trust it, recompute.
-                actions.extend(self._emit(out, f, key, now, csum_partial=True))
-        return actions
+                p.hits += 1
+                recent[p.egress].current.add(seen)
+            if d.to_mesh:
+                to_mesh.append(complete_udp_checksum(frame, u) if partial else frame)
+        self._captured[iface] += captured
+        return Output(emits, self._encode(to_mesh, now) if to_mesh else [])
 
-    def on_tick(self, now: float) -> list[Action]:
+    def on_mesh(self, datagrams: Iterable[tuple[bytes, bool]], now: float) -> Output:
+        """Datagrams from current peers (the caller drops non-peers as 'not-peer'), each with
+        whether it came from one of our own addresses (a relay talking to itself)."""
+        self._expire(now)
+        seen = self._seen
+        frames: list[tuple[bytes, bool, bool]] = []  # (frame, from self, complete checksum)
+        for data, from_self in datagrams:
+            self._mesh_received += 1
+            magic = data[:2]
+            try:
+                if magic == CROSSCAST_MAGIC:
+                    kind, origin, seq, hops, _ms, body = self.codec.open(data, now)
+                    if kind != KIND_FRAME and kind != KIND_BATCH:
+                        self._drop(Drop.BAD_KIND, MESH)
+                        continue
+                    if hops >= HOP_LIMIT:
+                        self._drop(Drop.HOP_LIMIT, MESH)
+                        continue
+                    if (origin, seq) in seen:
+                        self._drop(Drop.DUPLICATE, MESH)
+                        continue
+                    seen.add((origin, seq))
+                    from_self = from_self or origin == self.relay_id
+                    # The sending relay completed any partial checksum (on_capture).
+                    if kind == KIND_FRAME:
+                        frames.append((body, from_self, False))
+                    else:
+                        frames += [(f, from_self, False) for f in split_batch(body)]
+                elif magic == SNOWSIGNAL_MAGIC and not self.codec.authenticated:
+                    # SnowSignal forwards a frame exactly as its kernel captured it, with the
+                    # partial checksum of a local sender: never trust it, recompute.
+                    frames.append((decode_snowsignal(data), from_self, True))
+                else:
+                    reason = Drop.UNAUTHENTICATED if magic == SNOWSIGNAL_MAGIC else Drop.BAD_MAGIC
+                    self._drop(reason, MESH)
+            except EnvelopeError as e:
+                self._drop(Drop(e.reason), MESH)
+        return Output(self._from_mesh(frames, now) if frames else [], [])
+
+    def on_tick(self, now: float) -> Output:
         """Housekeeping, called about once a second: expiries and periodic probes."""
-        self._recent.expire(now)
+        self._expire(now)
         for peers in self._segment.values():
             for rid in [r for r, (_, heard) in peers.items() if now - heard > PROBE_HOLD]:
                 del peers[rid]
         for mac in [m for m, heard in self._relay_macs.items() if now - heard > PROBE_HOLD]:
             del self._relay_macs[mac]
         if now < self._next_probe:
-            return []
+            return Output([], [])
         self._next_probe = now + PROBE_INTERVAL
-        return [self._probe(name, now) for name in self.interfaces]
+        return Output([self._probe(name, now) for name in self.interfaces], [])
 
     def update_interface(self, iface: Interface) -> None:
-        """An interface came back, maybe with a new MAC or address."""
+        """An interface came back, maybe with a new MAC or address: plans are worked out anew."""
         self.interfaces[iface.name] = iface
         self._segment.setdefault(iface.name, {})
+        self._recent.setdefault(iface.name, DuplicateWindow())
+        self._forget_decisions()
+
+    def update_rules(self, rules: RuleTable) -> None:
+        """New rules (a reload): every decision is worked out anew."""
+        self.rules = rules
+        self._forget_decisions()
 
     def take_events(self) -> list[Event]:
         """What happened since the last call (drops, relays heard on a segment), oldest first."""
@@ -339,12 +438,46 @@ class Relay:
         """The other relays heard on `iface`: relay id -> MAC."""
         return {rid: mac for rid, (mac, _) in self._segment[iface].items()}
 
+    @property
+    def counters(self) -> Counter[tuple[str, ...]]:
+        """A snapshot of every counter, keyed ("captured", iface), ("checksum_completed",
+        iface), ("emitted", iface), ("dropped", reason), ("rule", name), ("mesh_received",);
+        only non-zero ones. Built on each call (a scrape), never on the packet path."""
+        rules = Counter(self._retired_rules)
+        emitted = Counter(self._retired_emits)
+        for decisions in self._decisions.values():
+            for d in decisions.values():
+                if d.hits:
+                    for name in d.rules:
+                        rules[name] += d.hits
+                for p in d.plans:
+                    emitted[p.egress] += p.hits
+        out: Counter[tuple[str, ...]] = Counter()
+        for kind, source in (
+            ("captured", self._captured),
+            ("checksum_completed", self._completed),
+            ("emitted", emitted),
+            ("rule", rules),
+        ):
+            for name, n in source.items():
+                if n:
+                    out[kind, name] = n
+        for reason, n in self._dropped.items():
+            out["dropped", reason] = n
+        if self._mesh_received:
+            out["mesh_received",] = self._mesh_received
+        return out
+
     # -- internals -------------------------------------------------------------------------
 
-    def _drop(self, reason: Drop, where: str) -> list[Action]:
-        self.counters["dropped", reason] += 1
+    def _drop(self, reason: Drop, where: str) -> None:
+        self._dropped[reason] += 1
         self.events.append(Dropped(reason, where))
-        return []
+
+    def _expire(self, now: float) -> None:
+        for window in self._recent.values():
+            window.expire(now)
+        self._seen.expire(now)
 
     def _is_designated(self, iface: str, now: float) -> bool:
         peers = self._segment[iface]
@@ -352,70 +485,144 @@ class Relay:
             self.relay_id < rid for rid, (_, heard) in peers.items() if now - heard <= PROBE_HOLD
         )
 
-    def _complete(self, f: UdpFrame, csum_partial: bool) -> bytes:
-        if not csum_partial:
-            return f.frame
-        return rewrite_for_egress(f, src_mac=f.src_mac, fix_udp_checksum=True)
-
-    def _emit(
-        self, out: str, f: UdpFrame, key: bytes, now: float, *, csum_partial: bool = False
-    ) -> list[Action]:
-        egress = self.interfaces[out]
-        if is_multicast(f.dst_ip):
-            dst_mac, dst_ip = multicast_mac(f.dst_ip), None
-        else:
-            dst_mac = BROADCAST_MAC
-            # A directed broadcast of the source segment is dropped on this one (the receivers
-            # count it in IpInAddrErrors): it becomes this segment's broadcast address.
-            if f.dst_ip == LIMITED_BROADCAST:
-                dst_ip = None
+    def _decide(self, ingress: str, key: bytes, decisions: dict[bytes, Decision]) -> Decision:
+        """Work out (and cache) what happens to frames from `ingress` with this key: the
+        destination address and port, after the source address when a rule filters on it."""
+        dst_ip = int.from_bytes(key[-6:-2], "big")
+        dst_port = int.from_bytes(key[-2:], "big")
+        src_ip = int.from_bytes(key[:4], "big") if len(key) == 10 else 0
+        if ingress == MESH:
+            # Untrusted: only what a segment would carry as a broadcast or multicast.
+            if dst_ip == LIMITED_BROADCAST or looks_like_directed_broadcast(dst_ip):
+                dst_mac: bytes | None = BROADCAST_MAC
+            elif is_multicast(dst_ip):
+                dst_mac = multicast_mac(dst_ip)
             else:
-                dst_ip = LIMITED_BROADCAST if egress.broadcast is None else egress.broadcast
-        frame = rewrite_for_egress(
-            f,
-            src_mac=egress.mac,
-            dst_mac=dst_mac,
-            dst_ip=dst_ip,
-            ttl=max(1, f.ttl - 1),
-            fix_udp_checksum=csum_partial,
-        )
-        self._recent.add((out, key), now)
-        self.counters["emitted", out] += 1
-        return [Emit(out, frame)]
+                dst_mac = None
+        elif dst_ip == LIMITED_BROADCAST or dst_ip == self.interfaces[ingress].broadcast:
+            dst_mac = BROADCAST_MAC
+        else:
+            dst_mac = multicast_mac(dst_ip) if is_multicast(dst_ip) else None
+        if dst_mac is None:
+            d = Decision(Drop.NOT_BROADCAST)
+        else:
+            egress, matched = self.rules.egress_for(
+                ingress, dst_ip, dst_port, src_ip, is_broadcast=dst_mac == BROADCAST_MAC
+            )
+            if not egress:
+                d = Decision(Drop.NO_RULE, dst_mac=dst_mac)
+            else:
+                d = Decision(
+                    None,
+                    dst_mac=dst_mac,
+                    rules=tuple(rule.name for rule in matched),
+                    # validation forbids mesh -> mesh; never re-flood the mesh
+                    plans=tuple(
+                        Plan(self.interfaces[out], dst_ip) for out in egress if out != MESH
+                    ),
+                    to_mesh=MESH in egress and ingress != MESH,
+                )
+        if len(decisions) >= DECISION_CAPACITY:
+            self._retire(decisions)
+        decisions[key] = d
+        return d
 
-    def _encode(self, frame: bytes, now: float) -> bytes:
+    def _retire(self, decisions: dict[bytes, Decision]) -> None:
+        # Keep what the dropped decisions counted before forgetting them.
+        for d in decisions.values():
+            for name in d.rules:
+                self._retired_rules[name] += d.hits
+            for p in d.plans:
+                self._retired_emits[p.egress] += p.hits
+        decisions.clear()
+
+    def _forget_decisions(self) -> None:
+        for decisions in self._decisions.values():
+            self._retire(decisions)
+
+    def _from_mesh(
+        self, frames: list[tuple[bytes, bool, bool]], now: float
+    ) -> list[tuple[str, Frame]]:
+        emits: list[tuple[str, Frame]] = []
+        decisions = self._decisions.get(MESH) or self._decisions.setdefault(MESH, {})
+        by_source = self.rules.filters_source(MESH)
+        recent = self._recent
+        segment = self._segment
+        for raw, from_self, complete in frames:
+            try:
+                frame, u = udp_offset(raw)
+            except FrameError as e:
+                self._drop(Drop(e.reason), MESH)
+                continue
+            key = (frame[26:34] if by_source else frame[30:34]) + frame[u + 2 : u + 4]
+            d = decisions.get(key)
+            if d is None:
+                d = self._decide(MESH, key, decisions)
+            if frame[0:6] != d.dst_mac:
+                self._drop(Drop.NOT_BROADCAST, MESH)
+                continue
+            if d.drop is not None:
+                self._drop(d.drop, MESH)
+                continue
+            d.hits += 1
+            seen = hash(frame[26:30] + frame[18:20] + frame[u : u + 6] + frame[u + 8 :])
+            for p in d.plans:
+                out = p.egress
+                window = recent[out]
+                if segment[out] and not self._is_designated(out, now):
+                    self._drop(Drop.STANDBY, out)
+                elif not from_self and (seen in window.current or seen in window.previous):
+                    self._drop(Drop.DUPLICATE, out)
+                else:
+                    emits.append(
+                        (
+                            out,
+                            rewrite_incremental(
+                                frame, u, p.macs, p.new_dst, p.delta, complete=complete
+                            ),
+                        )
+                    )
+                    p.hits += 1
+                    window.current.add(seen)
+        return emits
+
+    def _encode(self, frames: list[bytes], now: float) -> list[bytes]:
         if self.mesh_format == "snowsignal":
-            return encode_snowsignal(frame)
-        return self.codec.encode(self._envelope(KIND_FRAME, frame, now))
+            return [encode_snowsignal(frame) for frame in frames]
+        seal = self.codec.seal
+        origin, ms, seq = self.relay_id, int(now * 1000), self._seq
+        # Never forwarded mesh to mesh (validation forbids it): what we send crossed no relay.
+        return [
+            seal(kind, origin, seq.next(), 0, ms, body)
+            for kind, body in batch_bodies(frames, self._budget)
+        ]
 
-    def _envelope(self, kind: int, body: bytes, now: float) -> Envelope:
-        return Envelope(
-            kind=kind,
-            origin=self.relay_id,
-            seq=self._seq.next(),
-            # Never forwarded mesh to mesh (validation forbids it): what we send crossed no relay.
-            hops=0,
-            timestamp_ms=int(now * 1000),
-            body=body,
-        )
-
-    def _probe(self, iface: str, now: float) -> Emit:
+    def _probe(self, iface: str, now: float) -> tuple[str, bytes]:
         # The body names our mesh port: relays of another mesh on this segment do not elect us.
-        body = self.codec.encode(self._envelope(KIND_PROBE, self.mesh_port.to_bytes(2, "big"), now))
-        return Emit(iface, build_probe_frame(self.interfaces[iface].mac, body))
+        body = self.codec.seal(
+            KIND_PROBE,
+            self.relay_id,
+            self._seq.next(),
+            0,
+            int(now * 1000),
+            self.mesh_port.to_bytes(2, "big"),
+        )
+        return iface, build_probe_frame(self.interfaces[iface].mac, body)
 
-    def _on_probe(self, iface: str, frame: bytes, now: float) -> list[Action]:
+    def _on_probe(self, iface: str, frame: bytes, now: float) -> list[tuple[str, Frame]]:
         try:
             probe = parse_probe_frame(frame)
             env = self.codec.decode(probe.body, now)
         except (FrameError, EnvelopeError):
             # The codec's reason is not kept: one label for every undecodable probe.
-            return self._drop(Drop.BAD_PROBE, iface)
+            self._drop(Drop.BAD_PROBE, iface)
+            return []
         if env.kind != KIND_PROBE or env.body[:2] != self.mesh_port.to_bytes(2, "big"):
             return []
         if env.origin == self.relay_id:
             # Two of our own interfaces on one segment: every relayed frame would loop back.
-            return self._drop(Drop.OWN_PROBE, iface)
+            self._drop(Drop.OWN_PROBE, iface)
+            return []
         mac = probe.src_mac
         peers = self._segment[iface]
         is_new = env.origin not in peers

@@ -90,6 +90,10 @@ class RuleTable:
         self._broadcast: dict[str, _PortIndex] = {}
         self._groups: dict[str, dict[int, _PortIndex]] = {}
         self._needs: dict[str, tuple[_Ranges, tuple[tuple[int, _Ranges], ...]]] = {}
+        self._filtered = {
+            ingress: any(rule.allow or rule.deny for rule in own)
+            for ingress, own in by_ingress.items()
+        }
         for ingress, own in by_ingress.items():
             bcast = [rule for rule in own if rule.broadcast]
             if bcast:
@@ -127,6 +131,11 @@ class RuleTable:
             return hit.egress, hit.rules
         rules = tuple(rule for rule in hit.rules if rule.admits_source(src_ip))
         return _union_egress(rules, ingress), rules
+
+    def filters_source(self, ingress: str) -> bool:
+        """Whether some rule from `ingress` has allow/deny, so its answers depend on the source
+        address (the engine then caches its decisions per source too)."""
+        return self._filtered.get(ingress, False)
 
     def capture_needs(
         self, ingress: str

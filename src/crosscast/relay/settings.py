@@ -32,7 +32,11 @@ from crosscast.relay.rules import (
 MESH_FORMATS = ("crosscast", "snowsignal")
 OUTPUT_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-DEFAULT_RCVBUF = 4 * 1024 * 1024  # bytes; a burst of ~2,800 full-size frames per socket
+# Bytes; sized for bursts, not backlog (issue 8): the kernel doubles it to 512 KiB of skb
+# "truesize", some 230 full-size or 500 small frames, a few ms at the relay's usable max. The
+# old 4 MiB (8 MiB in the kernel) queued for hundreds of ms under overload instead of dropping.
+# A capture with an RX ring is bounded by the ring, not by this.
+DEFAULT_RCVBUF = 256 * 1024
 
 
 class SettingsError(ValueError):
@@ -268,7 +272,7 @@ def build_parser() -> _Parser:
         type=int,
         default=DEFAULT_RCVBUF,
         metavar="BYTES",
-        help="receive buffer of each socket (default: 4 MiB)",
+        help="receive buffer of each socket (default: 256 KiB)",
     )
     p.option(
         ops,
