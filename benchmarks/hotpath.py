@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from crosscast.net.frames import build_udp_frame, ip_from_str, mac_from_str
 from crosscast.relay.engine import Interface, Relay
 from crosscast.relay.envelope import CrosscastCodec
-from crosscast.relay.rules import RuleTable, parse_rules_text, snowsignal_rules
+from crosscast.relay.ruleindex import RuleTable
+from crosscast.relay.rules import parse_rules_text, snowsignal_rules
 
 PORT = 5076
 SIZES = (64, 512, 1400)

@@ -14,21 +14,22 @@ from benchmarks.hotpath import (
     mesh_relay,
     router_relay,
 )
-from crosscast.relay.engine import Action, Emit, Relay, ToMesh
+from crosscast.relay.engine import Output, Relay
 
 Args = tuple[tuple[str, bytes, float], dict[str, object]]
 
 
-def _capture(benchmark: BenchmarkFixture, relay: Relay, iface: str, size: int) -> list[Action]:
-    """Time on_capture of distinct frames (built outside the timing); the last round's actions."""
+def _capture(benchmark: BenchmarkFixture, relay: Relay, iface: str, size: int) -> list[Output]:
+    """Time on_capture of a drain of one distinct frame (built outside the timing); the last
+    round's output."""
     frames, now = distinct_frames(size), clock()
-    last: list[Action] = []
+    last: list[Output] = []
 
     def fresh() -> Args:
         return (iface, next(frames), next(now)), {}
 
     def capture(iface: str, data: bytes, t: float) -> None:
-        last[:] = relay.on_capture(iface, data, t)
+        last[:] = [relay.on_capture(iface, [(data, 0)], t)]
 
     benchmark.pedantic(  # type: ignore[no-untyped-call]  # pytest-benchmark is untyped
         capture, setup=fresh, rounds=ROUNDS
@@ -38,15 +39,15 @@ def _capture(benchmark: BenchmarkFixture, relay: Relay, iface: str, size: int) -
 
 @pytest.mark.parametrize("size", SIZES)
 def test_on_capture_router_mode(benchmark: BenchmarkFixture, size: int) -> None:
-    actions = _capture(benchmark, router_relay(), "br1", size)
-    assert [type(a) for a in actions] == [Emit]
+    (out,) = _capture(benchmark, router_relay(), "br1", size)
+    assert [egress for egress, _ in out.emits] == ["br2"]
 
 
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("secret", [None, SECRET], ids=["open", "secret"])
 def test_on_capture_to_mesh(benchmark: BenchmarkFixture, size: int, secret: bytes | None) -> None:
-    actions = _capture(benchmark, mesh_relay(1, secret), "eth0", size)
-    assert [type(a) for a in actions] == [ToMesh]
+    (out,) = _capture(benchmark, mesh_relay(1, secret), "eth0", size)
+    assert len(out.datagrams) == 1
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -55,12 +56,11 @@ def test_on_mesh_to_emit(benchmark: BenchmarkFixture, size: int, secret: bytes |
     sender, receiver = mesh_relay(1, secret), mesh_relay(2, secret)
     times, frames = clock(), distinct_frames(size)
 
-    def fresh() -> tuple[tuple[bytes, float], dict[str, object]]:
+    def fresh() -> tuple[tuple[list[tuple[bytes, bool]], float], dict[str, object]]:
         # A distinct frame from the sending relay each round (a new envelope sequence number).
         now = next(times)
-        (action,) = sender.on_capture("eth0", next(frames), now)
-        assert isinstance(action, ToMesh)
-        return (action.datagram, now), {}
+        (datagram,) = sender.on_capture("eth0", [(next(frames), 0)], now).datagrams
+        return ([(datagram, False)], now), {}
 
     benchmark.pedantic(  # type: ignore[no-untyped-call]  # pytest-benchmark is untyped
         receiver.on_mesh, setup=fresh, rounds=ROUNDS
