@@ -20,4 +20,5 @@ def one_input(data: bytes) -> None:
     )
     for record in records(data[1:]):
         how, frame = record[0] if record else 0, record[1:]
-        r.on_capture(("eth0", "eth1")[how & 1], frame, NOW, csum_partial=bool(how & 2))
+        status = 8 if how & 2 else 0  # TP_STATUS_CSUMNOTREADY: a local sender's partial checksum
+        r.on_capture(("eth0", "eth1")[how & 1], [(frame, status)], NOW)

@@ -16,4 +16,4 @@ def one_input(data: bytes) -> None:
     flags, rest = data[:1] or b"\0", data[1:]
     r = relay(secret=SECRET if flags[0] & 1 else None)
     for datagram in records(rest):
-        r.on_mesh(sign(datagram) if flags[0] & 4 else datagram, NOW, from_self=bool(flags[0] & 2))
+        r.on_mesh([(sign(datagram) if flags[0] & 4 else datagram, bool(flags[0] & 2))], NOW)
