@@ -121,7 +121,7 @@ def test_status_shows_health_and_the_rule_counter_through_exec(
     proc = sidecar.pm.exec(sidecar.relay, "crosscast", "status", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "health: ok" in proc.stdout
-    assert 'crosscast_rule_matches_total{rule="gps"}' in proc.stdout
+    assert 'crosscast_relayed_frames_total{rule="gps"}' in proc.stdout
 
 
 def healthcheck(pm: Podman, container: str) -> int:
