@@ -128,9 +128,11 @@ def test_env_vars_are_every_variable_the_relay_reads() -> None:
     assert settings.env_vars() == (
         "BDCAST_PORT",
         "DISCOVERY_INTERVAL",
+        "EGRESS_RATE",
         "EVENT_LOOP",
         "LOGLEVEL",
         "MESH_FORMAT",
+        "MESH_MTU",
         "MESH_PORT",
         "MESH_SECRET_FILE",
         "METRICS_ADDRESS",
@@ -140,6 +142,7 @@ def test_env_vars_are_every_variable_the_relay_reads() -> None:
         "RULES_FILE",
         "SERVICENAME",
         "TARGET_INTERFACE",
+        "WAIT_FOR_INTERFACES",
     )
 
 

@@ -47,10 +47,12 @@ from crosscast.net.frames import (
 )
 from crosscast.relay.envelope import (
     CROSSCAST_MAGIC,
+    HEADER_LEN,
     HOP_LIMIT,
     KIND_FRAME,
     KIND_PROBE,
     SNOWSIGNAL_MAGIC,
+    TAG_LEN,
     CrosscastCodec,
     Envelope,
     EnvelopeError,
@@ -58,13 +60,23 @@ from crosscast.relay.envelope import (
     decode_snowsignal,
     encode_snowsignal,
 )
+from crosscast.relay.fragments import (
+    Fragment,
+    FragmentTracker,
+    Pending,
+    parse_fragment,
+    rewrite_fragment,
+    split_frame,
+)
+from crosscast.relay.ratelimit import Limiters, limits_of
 from crosscast.relay.ruleindex import RuleTable
-from crosscast.relay.rules import MESH
+from crosscast.relay.rules import MESH, Rule
 
 PROBE_INTERVAL = 5.0  # seconds between segment probes
 PROBE_HOLD = 3 * PROBE_INTERVAL  # a relay not heard for this long has left the segment
 DUPLICATE_WINDOW = 1.0  # seconds; identical frames inside it are one frame
 DUPLICATE_CAPACITY = 65536  # entries; bounds memory under a flood of distinct frames
+MESH_OVERHEAD = 20 + 8  # IPv4 + UDP headers of a mesh datagram, before the envelope
 
 
 class Drop(enum.StrEnum):
@@ -77,6 +89,7 @@ class Drop(enum.StrEnum):
     BAD_IP_CHECKSUM = "bad-ip-checksum"
     NOT_UDP = "not-udp"
     FRAGMENT = "fragment"
+    NOT_FRAGMENT = "not-fragment"  # fragments.parse_fragment: a whole datagram
     BAD_LENGTH = "bad-length"
     TOO_LONG = "too-long"
     # what the envelope codec rejects (EnvelopeError.reason)
@@ -97,6 +110,9 @@ class Drop(enum.StrEnum):
     STANDBY = "standby"
     BAD_PROBE = "bad-probe"  # a probe frame whose envelope does not decode
     OWN_PROBE = "own-probe"
+    RATE_LIMIT = "rate-limit"  # a rule's rate or the egress cap (relay/ratelimit.py)
+    FRAGMENT_TIMEOUT = "fragment-timeout"  # held for a first fragment that never came
+    FRAGMENT_OVERFLOW = "fragment-overflow"  # the hold for early fragments was full
     # the service's, before the engine sees a datagram
     NOT_PEER = "not-peer"
 
@@ -196,6 +212,8 @@ class Relay:
         mesh_port: int,
         mesh_format: str = "crosscast",
         codec: CrosscastCodec | None = None,
+        egress_rate: int = 0,
+        mesh_mtu: int = 1500,
     ) -> None:
         self.rules = rules
         self.interfaces = dict(interfaces)
@@ -211,6 +229,14 @@ class Relay:
         self._relay_macs: dict[bytes, float] = {}
         self._next_probe = 0.0
         self.events: list[Event] = []  # since the last take_events()
+        # -- issue 9: rate limits, fragments, mesh MTU --
+        self.limiters = Limiters(limits_of(rules.rules), egress=interfaces, egress_rate=egress_rate)
+        # each fragmented datagram's egress, decided on its first fragment
+        self._fragments: FragmentTracker[tuple[str, ...]] = FragmentTracker()
+        # The largest frame one mesh datagram carries without IP fragmentation of its own on a
+        # path of `mesh_mtu` bytes; larger frames are sent as IPv4 fragments (fragments.py).
+        tag = TAG_LEN if self.codec.authenticated else 0
+        self.mesh_frame_limit = mesh_mtu - MESH_OVERHEAD - HEADER_LEN - tag
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -226,6 +252,8 @@ class Relay:
         try:
             f = parse_udp_frame(frame)
         except FrameError as e:
+            if e.reason == Drop.FRAGMENT:  # issue 9: fragments follow their first one
+                return self._on_fragment(iface, frame, now)
             return self._drop(Drop(e.reason), iface)
         if f.src_mac in self._relay_macs or f.src_mac == self.interfaces[iface].mac:
             return self._drop(Drop.RELAY_MAC, iface)
@@ -249,10 +277,11 @@ class Relay:
             return self._drop(Drop.NO_RULE, iface)
         for rule in matched:
             self.counters["rule", rule.name] += 1
+        egress = self._admit(iface, matched, egress, now)  # issue 9: rule rate limits
         actions: list[Action] = []
         for out in egress:
             if out == MESH:
-                actions.append(ToMesh(self._encode(self._complete(f, csum_partial), now)))
+                actions.extend(self._to_mesh(self._complete(f, csum_partial), now))
             else:
                 actions.extend(self._emit(out, f, key, now, csum_partial=csum_partial))
         return actions
@@ -281,6 +310,8 @@ class Relay:
                 )
             f = parse_udp_frame(frame)
         except (EnvelopeError, FrameError) as e:
+            if e.reason == Drop.FRAGMENT:  # issue 9: fragments follow their first one
+                return self._on_fragment(MESH, frame, now, from_self=from_self)
             return self._drop(Drop(e.reason), MESH)
         if f.dst_mac == BROADCAST_MAC and (
             f.dst_ip == LIMITED_BROADCAST or looks_like_directed_broadcast(f.dst_ip)
@@ -297,6 +328,7 @@ class Relay:
             return self._drop(Drop.NO_RULE, MESH)
         for rule in matched:
             self.counters["rule", rule.name] += 1
+        egress = self._admit(MESH, matched, egress, now)  # issue 9: rule rate limits
         key = fingerprint(f)
         actions: list[Action] = []
         for out in egress:
@@ -315,6 +347,8 @@ class Relay:
     def on_tick(self, now: float) -> list[Action]:
         """Housekeeping, called about once a second: expiries and periodic probes."""
         self._recent.expire(now)
+        for _ in range(self._fragments.expire(now)):
+            self._drop(Drop.FRAGMENT_TIMEOUT, "fragments")
         for peers in self._segment.values():
             for rid in [r for r, (_, heard) in peers.items() if now - heard > PROBE_HOLD]:
                 del peers[rid]
@@ -329,6 +363,18 @@ class Relay:
         """An interface came back, maybe with a new MAC or address."""
         self.interfaces[iface.name] = iface
         self._segment.setdefault(iface.name, {})
+        self.limiters.add_egress(iface.name, 0.0)
+
+    def set_rules(self, rules: RuleTable, now: float) -> None:
+        """Swap in a new rule table (a reload). Limits of unchanged rules keep their state, so a
+        flooding rule gets no fresh burst; fragment decisions are forgotten (they name egresses
+        of the old rules), and their held fragments are dropped as `fragment-timeout`."""
+        self.rules = rules
+        self.limiters = self.limiters.rebuilt(
+            limits_of(rules.rules), egress=self.interfaces, now=now
+        )
+        for _ in range(self._fragments.clear()):
+            self._drop(Drop.FRAGMENT_TIMEOUT, "fragments")
 
     def take_events(self) -> list[Event]:
         """What happened since the last call (drops, relays heard on a segment), oldest first."""
@@ -357,20 +403,23 @@ class Relay:
             return f.frame
         return rewrite_for_egress(f, src_mac=f.src_mac, fix_udp_checksum=True)
 
+    def _egress_dst(self, egress: Interface, dst: int) -> tuple[bytes, int | None]:
+        """The destination MAC and IP (None: unchanged) of a datagram to `dst` on `egress`."""
+        if is_multicast(dst):
+            return multicast_mac(dst), None
+        # A directed broadcast of the source segment is dropped on this one (the receivers
+        # count it in IpInAddrErrors): it becomes this segment's broadcast address.
+        if dst == LIMITED_BROADCAST:
+            return BROADCAST_MAC, None
+        return BROADCAST_MAC, LIMITED_BROADCAST if egress.broadcast is None else egress.broadcast
+
     def _emit(
         self, out: str, f: UdpFrame, key: bytes, now: float, *, csum_partial: bool = False
     ) -> list[Action]:
+        if not self.limiters.allow_egress(out, now):  # issue 9: the default cap per egress
+            return self._drop(Drop.RATE_LIMIT, out)
         egress = self.interfaces[out]
-        if is_multicast(f.dst_ip):
-            dst_mac, dst_ip = multicast_mac(f.dst_ip), None
-        else:
-            dst_mac = BROADCAST_MAC
-            # A directed broadcast of the source segment is dropped on this one (the receivers
-            # count it in IpInAddrErrors): it becomes this segment's broadcast address.
-            if f.dst_ip == LIMITED_BROADCAST:
-                dst_ip = None
-            else:
-                dst_ip = LIMITED_BROADCAST if egress.broadcast is None else egress.broadcast
+        dst_mac, dst_ip = self._egress_dst(egress, f.dst_ip)
         frame = rewrite_for_egress(
             f,
             src_mac=egress.mac,
@@ -382,6 +431,135 @@ class Relay:
         self._recent.add((out, key), now)
         self.counters["emitted", out] += 1
         return [Emit(out, frame)]
+
+    # -- issue 9: rate limits, fragments, mesh MTU ------------------------------------------
+
+    def _admit(
+        self, ingress: str, matched: tuple[Rule, ...], egress: tuple[str, ...], now: float
+    ) -> tuple[str, ...]:
+        """`egress` less what rate-limited rules may not send now (each refusal is a counted
+        `rate-limit` drop, per rule). The fast path calls this where a rule matched."""
+        limiters = self.limiters
+        if not limiters.rules:
+            return egress
+        passed = [rule for rule in matched if limiters.allow_rule(rule.name, now)]
+        if len(passed) == len(matched):
+            return egress
+        for rule in matched:
+            if rule not in passed:
+                self.counters["rule_dropped", rule.name, Drop.RATE_LIMIT] += 1
+                self._drop(Drop.RATE_LIMIT, ingress)
+        names = dict.fromkeys(name for rule in passed for name in rule.egress)
+        return tuple(name for name in egress if name in names)
+
+    def _to_mesh(self, frame: bytes, now: float) -> list[Action]:
+        """`frame` for the peers; in the crosscast format as IPv4 fragments that each fit one
+        mesh datagram of `mesh_mtu` bytes. The snowsignal format sends it whole (SnowSignal
+        cannot parse fragments), so the kernel fragments a mesh datagram over the path MTU."""
+        if self.mesh_format == "snowsignal" or len(frame) <= self.mesh_frame_limit:
+            return [ToMesh(self._encode(frame, now))]
+        return [
+            ToMesh(self._encode(piece, now)) for piece in split_frame(frame, self.mesh_frame_limit)
+        ]
+
+    def _on_fragment(
+        self, where: str, frame: bytes, now: float, *, from_self: bool = False
+    ) -> list[Action]:
+        """A fragment of a UDP datagram, captured on `where` or received from the mesh: the
+        first one is matched against the rules like a datagram, the others follow it."""
+        try:
+            f = parse_fragment(frame)
+        except FrameError as e:
+            return self._drop(Drop(e.reason), where)
+        if where != MESH:
+            if f.src_mac in self._relay_macs or f.src_mac == self.interfaces[where].mac:
+                return self._drop(Drop.RELAY_MAC, where)
+            if not self._is_designated(where, now):
+                return self._drop(Drop.STANDBY, where)
+            dedup = (where, f.key, f.offset)
+            if dedup in self._recent:
+                return self._drop(Drop.DUPLICATE, where)
+            self._recent.add(dedup, now)
+        if not f.first:
+            decision = self._fragments.follow(where, f, now)
+            if decision is Pending.HELD:
+                return []
+            if decision is Pending.OVERFLOW:
+                return self._drop(Drop.FRAGMENT_OVERFLOW, where)
+            return self._send_fragments(where, [f], decision, now, from_self)
+        is_broadcast = self._fragment_is_broadcast(where, f)
+        if is_broadcast is None:
+            egress: tuple[str, ...] = ()
+            self._drop(Drop.NOT_BROADCAST, where)
+        else:
+            assert f.dst_port is not None  # a first fragment carries the UDP header
+            egress, matched = self.rules.egress_for(
+                where, f.dst_ip, f.dst_port, f.src_ip, is_broadcast=is_broadcast
+            )
+            if not egress:
+                self._drop(Drop.NO_RULE, where)
+            for rule in matched:
+                self.counters["rule", rule.name] += 1
+            egress = self._admit(where, matched, egress, now)
+        # Remembered even when empty: the rest of a datagram that was dropped is dropped too,
+        # at once, instead of being held until it times out.
+        held = self._fragments.first(where, f, egress, now)
+        return self._send_fragments(where, [f, *held], egress, now, from_self)
+
+    def _fragment_is_broadcast(self, where: str, f: Fragment) -> bool | None:
+        """True for a broadcast, False for a multicast, None for neither (as on_capture and
+        on_mesh judge whole datagrams)."""
+        if where != MESH:
+            if f.dst_ip == LIMITED_BROADCAST or f.dst_ip == self.interfaces[where].broadcast:
+                return True
+            return False if is_multicast(f.dst_ip) else None
+        if f.dst_mac == BROADCAST_MAC and (
+            f.dst_ip == LIMITED_BROADCAST or looks_like_directed_broadcast(f.dst_ip)
+        ):
+            return True
+        if is_multicast(f.dst_ip) and f.dst_mac == multicast_mac(f.dst_ip):
+            return False
+        return None
+
+    def _send_fragments(
+        self,
+        where: str,
+        frags: list[Fragment],
+        egress: tuple[str, ...],
+        now: float,
+        from_self: bool,
+    ) -> list[Action]:
+        if not egress:
+            if frags and not frags[0].first:
+                self._drop(Drop.NO_RULE, where)
+            return []
+        actions: list[Action] = []
+        for f in frags:
+            for out in egress:
+                if out == MESH:
+                    if where != MESH:  # never mesh to mesh
+                        actions.extend(self._to_mesh(f.frame, now))
+                    continue
+                if where == MESH:
+                    if not self._is_designated(out, now):
+                        self._drop(Drop.STANDBY, out)
+                        continue
+                    dedup = (out, f.key, f.offset)
+                    if dedup in self._recent and not from_self:
+                        self._drop(Drop.DUPLICATE, out)
+                        continue
+                    self._recent.add(dedup, now)
+                if not self.limiters.allow_egress(out, now):
+                    self._drop(Drop.RATE_LIMIT, out)
+                    continue
+                dst_mac, dst_ip = self._egress_dst(self.interfaces[out], f.dst_ip)
+                frame = rewrite_fragment(
+                    f, src_mac=self.interfaces[out].mac, dst_mac=dst_mac, dst_ip=dst_ip,
+                    ttl=max(1, f.ttl - 1),
+                )  # fmt: skip
+                self.counters["emitted", out] += 1
+                actions.append(Emit(out, frame))
+        return actions
 
     def _encode(self, frame: bytes, now: float) -> bytes:
         if self.mesh_format == "snowsignal":

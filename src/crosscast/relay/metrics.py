@@ -27,6 +27,17 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "emitted": ("crosscast_emitted_frames_total", ("interface",), "frames written to a segment"),
     "dropped": ("crosscast_dropped_total", ("reason",), "frames and datagrams dropped, by reason"),
     "rule": ("crosscast_rule_matches_total", ("rule",), "frames matched, by rule"),
+    "rule_dropped": (
+        "crosscast_rule_dropped_total",
+        ("rule", "reason"),
+        "frames a rule matched but did not relay (rate-limit), by rule and reason",
+    ),
+    "reloads": ("crosscast_reloads_total", (), "configurations reloaded on SIGHUP"),
+    "reload_failures": (
+        "crosscast_reload_failures_total",
+        (),
+        "SIGHUP reloads refused (the old configuration stays)",
+    ),
     "mesh_received": ("crosscast_mesh_received_total", (), "datagrams received from peers"),
     "mesh_sent": ("crosscast_mesh_sent_total", ("peer",), "datagrams sent, by peer"),
     "mesh_send_errors": (
