@@ -189,7 +189,5 @@ def test_fragments_cross_the_mesh_and_reassemble_on_the_far_segment() -> None:
 
 def test_a_frame_within_the_mesh_limit_is_one_datagram() -> None:
     a, _ = mesh_pair()
-    assert (
-        len([x for x in a.on_capture("eth0", bcast(port=10110, payload=b"s"), NOW) if isinstance(x, ToMesh)])
-        == 1
-    )
+    out = a.on_capture("eth0", bcast(port=10110, payload=b"s"), NOW)
+    assert len([x for x in out if isinstance(x, ToMesh)]) == 1
