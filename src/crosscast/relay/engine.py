@@ -365,6 +365,12 @@ class Relay:
         self._segment.setdefault(iface.name, {})
         self.limiters.add_egress(iface.name, 0.0)
 
+    def remove_interface(self, name: str) -> None:
+        """No rule uses `name` any more (a reload): forget it, so it is not probed."""
+        self.interfaces.pop(name, None)
+        self._segment.pop(name, None)
+        self.limiters.egress.pop(name, None)
+
     def set_rules(self, rules: RuleTable, now: float) -> None:
         """Swap in a new rule table (a reload). Limits of unchanged rules keep their state, so a
         flooding rule gets no fresh burst; fragment decisions are forgotten (they name egresses
