@@ -376,6 +376,7 @@ class Runtime:
         table = RuleTable(new.rules)
         opened: dict[str, CapturePort] = {}
         interfaces: dict[str, Interface] = {}
+        port_args = dict(self._port_args)  # _open_port records the new ones
         try:
             for name in new.interfaces:
                 iface = self.host.read_interface(name)
@@ -387,8 +388,7 @@ class Runtime:
         except (StartupError, OSError) as e:
             for port in opened.values():
                 port.close()
-            for name in opened:  # what the kept ports were opened with
-                self._port_args.pop(name, None)
+            self._port_args = port_args
             return self._refuse(str(e))
         for iface in interfaces.values():
             self.relay.update_interface(iface)
