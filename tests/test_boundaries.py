@@ -48,7 +48,7 @@ RELAY_SHELL = tuple(
         "host",
         "discovery",
         "addrwatch",
-    )  # fmt: skip
+    )
 )
 LAB = "crosscast.lab"
 LAB_USERS = ("crosscast.demo", LAB, "crosscast.relay.bench", "crosscast.bench")
