@@ -32,7 +32,18 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+# The frame layout is the codec's (net.frames): its offsets and structs, not a second copy.
 from crosscast.net.frames import (
+    _IP_FIXED,
+    _OFF_IP,
+    _OFF_IP_CSUM,
+    _OFF_IP_DST,
+    _OFF_IP_FRAG,
+    _OFF_IP_TOTLEN,
+    _OFF_IP_TTL,
+    _U16,
+    _U32,
+    _UDP_HDR,
     ETH_HLEN,
     ETH_P_IP,
     IP_MF,
@@ -49,17 +60,6 @@ FRAGMENT_HOLD = 2.0  # seconds a datagram's decision, and its early fragments, a
 MAX_HELD_FRAGMENTS = 256  # early fragments held at once, all datagrams together
 MAX_HELD_BYTES = 512 * 1024  # and their bytes: a full rcvbuf's worth would be 4 MiB
 MAX_DATAGRAMS = 4096  # decisions remembered; a flood of distinct ids forgets the oldest
-IP_DF = 0x4000  # RFC 791: "don't fragment"
-
-_OFF_IP = ETH_HLEN
-_OFF_IP_TOTLEN = ETH_HLEN + 2
-_OFF_IP_FRAG = ETH_HLEN + 6
-_OFF_IP_TTL = ETH_HLEN + 8
-_OFF_IP_CSUM = ETH_HLEN + 10
-_OFF_IP_DST = ETH_HLEN + 16
-_IP_FIXED = struct.Struct("!2xHHHBBHII")
-_U16 = struct.Struct("!H")
-_U32 = struct.Struct("!I")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,9 +125,7 @@ def parse_fragment(frame: bytes) -> Fragment:
     if not offset:
         if data_len < UDP_HLEN:
             raise FrameError("bad-length")
-        _src_port, dst_port, udp_len, udp_checksum = struct.unpack_from(
-            "!HHHH", frame, ETH_HLEN + ihl
-        )
+        _src_port, dst_port, udp_len, udp_checksum = _UDP_HDR.unpack_from(frame, ETH_HLEN + ihl)
         if udp_len <= data_len:  # the UDP datagram must be longer than its first fragment
             raise FrameError("bad-length")
     key = frame[26:34] + _U16.pack(ident)
