@@ -25,6 +25,8 @@ from typing import Any
 import pytest
 import yaml
 
+import crosscast
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 ENTRYPOINT_SH = ROOT / "docker" / "entrypoint.sh"
@@ -171,7 +173,7 @@ def test_labels_carry_the_package_version(final: list[Instruction]) -> None:
     for key in ("title", "description", "version", "revision", "licenses"):
         assert f"org.opencontainers.image.{key}=" in labels
     version = next(i.args for i in final if i.keyword == "ARG" and i.args.startswith("VERSION="))
-    assert version == f"VERSION={pyproject()['project']['version']}"
+    assert version == f"VERSION={crosscast.__version__}"
 
 
 def test_image_command_line_runs_from_the_venv(final: list[Instruction]) -> None:
@@ -472,7 +474,7 @@ def test_sidecar_has_net_raw_and_net_admin(compose: dict[str, Any]) -> None:
 def test_sidecar_is_built_from_the_dockerfile(compose: dict[str, Any]) -> None:
     relay = compose["services"]["relay"]
     assert (ROOT / relay["build"]["context"] / relay["build"]["dockerfile"]) == DOCKERFILE
-    assert relay["image"] == f"crosscast:{pyproject()['project']['version']}"
+    assert relay["image"] == f"crosscast:{crosscast.__version__}"
 
 
 def test_router_answers_broadcast_pings(compose: dict[str, Any]) -> None:

@@ -26,12 +26,14 @@ __all__ = [
     "PACKET_AUXDATA",
     "PACKET_IGNORE_OUTGOING",
     "PACKET_MR_MULTICAST",
+    "PACKET_MR_UNICAST",
     "PACKET_OUTGOING",
     "SOL_PACKET",
     "SO_ATTACH_FILTER",
     "SO_RCVBUFFORCE",
     "SO_SNDBUFFORCE",
     "TP_STATUS_CSUMNOTREADY",
+    "add_membership",
     "attach_filter",
     "open_packet_socket",
     "set_buffer",
@@ -44,6 +46,7 @@ PACKET_OUTGOING = 4  # linux/if_packet.h: sll_pkttype of frames this host sent
 PACKET_AUXDATA = 8  # linux/if_packet.h
 PACKET_IGNORE_OUTGOING = 23  # linux/if_packet.h (Linux >= 4.20)
 PACKET_MR_MULTICAST = 0  # linux/if_packet.h
+PACKET_MR_UNICAST = 3  # linux/if_packet.h: an extra unicast address the interface accepts
 TP_STATUS_CSUMNOTREADY = 1 << 3  # linux/if_packet.h: checksum left to the NIC (local sender)
 SO_ATTACH_FILTER = 26  # asm-generic/socket.h
 SO_RCVBUFFORCE = 33  # asm-generic/socket.h (CAP_NET_ADMIN: beyond net.core.rmem_max)
@@ -115,3 +118,11 @@ def open_packet_socket(
         sock.close()
         raise
     return sock
+
+
+def add_membership(sock: socket.socket, index: int, kind: int, mac: bytes) -> None:
+    """Make interface `index` accept frames to `mac` (a group's MAC with PACKET_MR_MULTICAST, an
+    extra unicast address with PACKET_MR_UNICAST) for as long as `sock` is open: the kernel
+    drops the membership when the socket closes."""
+    mreq = struct.pack("iHH8s", index, kind, len(mac), mac)  # struct packet_mreq
+    sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)

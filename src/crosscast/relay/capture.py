@@ -20,12 +20,12 @@ from crosscast.net.bpf import Instruction
 from crosscast.net.packet import (
     AUXDATA_SPACE,
     MAX_FRAME,
-    PACKET_ADD_MEMBERSHIP,
     PACKET_AUXDATA,
     PACKET_MR_MULTICAST,
     SO_RCVBUFFORCE,
     SOL_PACKET,
     TP_STATUS_CSUMNOTREADY,
+    add_membership,
     open_packet_socket,
     set_buffer,
 )
@@ -126,8 +126,7 @@ class PacketPort:
         membership.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
         self.groups.append(membership)
         mac = bytes((0x01, 0x00, 0x5E, (group >> 16) & 0x7F, (group >> 8) & 0xFF, group & 0xFF))
-        mreq = struct.pack("iHH8s", self.index, PACKET_MR_MULTICAST, 6, mac)  # packet_mreq
-        self.sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+        add_membership(self.sock, self.index, PACKET_MR_MULTICAST, mac)
 
     def receive(self) -> list[tuple[bytes, bool]]:
         """Drain what is queued (up to DRAIN_LIMIT): (frame, checksum-incomplete) pairs."""

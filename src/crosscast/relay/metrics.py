@@ -55,6 +55,11 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
         ("interface",),
         "frames that could not be written to a segment",
     ),
+    "decoded": (
+        "crosscast_decoded_messages_total",
+        ("protocol", "kind"),
+        "captured discovery messages decoded by --decode-pvaccess, by protocol and kind",
+    ),
     "internal_errors": (
         "crosscast_internal_errors_total",
         ("where",),

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from crosscast.net.bpf import CaptureSpec, Instruction, capture_program
 from crosscast.net.frames import LIMITED_BROADCAST
-from crosscast.relay import READY, metrics
+from crosscast.relay import READY, logformat, metrics, protocols, sdnotify
 from crosscast.relay import settings as config
 from crosscast.relay.capture import StartupError
 from crosscast.relay.discovery import Discovery
@@ -92,6 +92,7 @@ class Runtime:
         relay_id: int | None = None,
         clock: Callable[[], float] = time.time,
         reload: Callable[[], config.RelaySettings] | None = None,
+        notifier: sdnotify.Notifier | None = None,
     ) -> None:
         self.settings = settings
         self.host = host
@@ -100,6 +101,8 @@ class Runtime:
         self._port_args: dict[str, _CaptureArgs] = {}
         self.watch: WatchPort | None = None
         self._peers_changed = asyncio.Event()
+        self.notifier = notifier or sdnotify.Notifier(None)
+        self.decoder = protocols.DecodeLog() if settings.decode_pvaccess else None
         self.table = RuleTable(settings.rules)
         self.counters: Counter[tuple[str, ...]] = Counter()
         self.ports: dict[str, CapturePort] = {}
@@ -218,6 +221,10 @@ class Runtime:
             return
         now = self.clock()
         for frame, partial in frames:
+            if self.decoder is not None:
+                line = self.decoder.observe(frame, port.name, now)
+                if line is not None:
+                    log.info("%s", line)
             try:
                 self._execute(self.relay.on_capture(port.name, frame, now, csum_partial=partial))
             except Exception:  # noqa: BLE001 -- a packet must never kill the relay; counted
@@ -463,6 +470,8 @@ class Runtime:
 
     def metrics_text(self) -> str:
         sources = [self.counters, self.relay.counters]
+        if self.decoder is not None:
+            sources.append(self.decoder.counts)
         if self.mesh is not None:
             sources.append(self.mesh.counters)
         gauges = {
@@ -498,6 +507,7 @@ class Runtime:
             peers,
             type(loop).__module__.split(".")[0],
         )
+        self.notifier.ready(status=f"relaying on {ports}")
         async with asyncio.TaskGroup() as tg:
             tasks = [
                 tg.create_task(self._supervise("ticks", self._ticks)),
@@ -509,6 +519,7 @@ class Runtime:
                 tasks.append(tg.create_task(self._supervise("metrics", self._serve_metrics)))
             await stop.wait()
             log.info("stopping")
+            self.notifier.stopping()
             for task in tasks:
                 task.cancel()
         for port in self.ports.values():
@@ -532,12 +543,15 @@ def errno_name(e: OSError) -> str:
     return errno.errorcode.get(e.errno or 0, "oserror").lower()
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _configure_logging(level: str, log_format: str, environ: Mapping[str, str]) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    # Under journald (JOURNAL_STREAM names our stderr) the journal stamps each line itself.
+    try:
+        journal = logformat.stderr_is_journal(environ, sys.stderr.fileno())
+    except (OSError, ValueError):  # a stderr with no descriptor (captured by a test runner)
+        journal = False
+    handler.setFormatter(logformat.make_formatter(log_format, journal))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 def check(settings: config.RelaySettings) -> int:
@@ -594,13 +608,16 @@ def main(
         return 2
     if settings.check:
         return check(settings)
-    _configure_logging(settings.log_level)
+    _configure_logging(settings.log_level, settings.log_format, environ)
     if settings.wait_for_interfaces and not wait_for_interfaces(host, settings.interfaces):
         return 0  # SIGTERM while waiting
     try:
         loop_factory = _loop_factory(settings.event_loop)
         runtime = Runtime(
-            settings, host, reload=lambda: config.load(argv, environ, interfaces=None)
+            settings,
+            host,
+            notifier=sdnotify.Notifier.from_environ(environ),
+            reload=lambda: config.load(argv, environ, interfaces=None),
         )
     except StartupError as e:
         print(f"crosscast relay: {e}", file=sys.stderr)

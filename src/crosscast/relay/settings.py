@@ -64,6 +64,9 @@ class RelaySettings:
     egress_rate: int = DEFAULT_EGRESS_RATE  # frames per second per egress interface; 0 = off
     mesh_mtu: int = DEFAULT_MESH_MTU
     wait_for_interfaces: bool = False
+    decode_pvaccess: bool = False
+    log_format: str = "plain"
+    peers_dns: tuple[str, ...] = ()
     check: bool = False
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -83,8 +86,9 @@ class RelaySettings:
 
     @property
     def peer_names(self) -> tuple[str, ...]:
-        """What discovery resolves: the static relays, then Swarm's tasks.<SERVICENAME>."""
-        names = self.other_relays
+        """What discovery resolves: the static relays, the --peers-dns names, then Swarm's
+        tasks.<SERVICENAME> (the Swarm shortcut for `--peers-dns tasks.NAME`)."""
+        names = (*self.other_relays, *self.peers_dns)
         return (*names, f"tasks.{self.service_name}") if self.service_name else names
 
 
@@ -191,6 +195,14 @@ def build_parser() -> _Parser:
         default=None,
         help="Swarm service name: peers are found as tasks.<name> in DNS",
     )
+    p.option(
+        snow,
+        "--decode-pvaccess",
+        env_var="DECODE_PVACCESS",
+        action="store_true",
+        help="decode PVAccess and Channel Access searches and beacons; log them at info"
+        " (rate-limited) and count them per protocol",
+    )
     mesh = p.add_argument_group("mesh")
     p.option(
         mesh,
@@ -199,6 +211,16 @@ def build_parser() -> _Parser:
         choices=MESH_FORMATS,
         default="crosscast",
         help="wire format to peers: crosscast (default) or snowsignal",
+    )
+    p.option(
+        mesh,
+        "--peers-dns",
+        env_var="PEERS_DNS",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="DNS names with one A record per relay (a Kubernetes headless service),"
+        " re-resolved every discovery interval",
     )
     p.option(
         mesh,
@@ -303,6 +325,14 @@ def build_parser() -> _Parser:
         action="store_true",
         help="wait at start-up for interfaces the rules name that do not exist yet "
         "(default: fail at once)",
+    )
+    p.option(
+        ops,
+        "--log-format",
+        env_var="LOG_FORMAT",
+        choices=("plain", "json"),
+        default="plain",
+        help="plain (default; no timestamp when stderr is the journal) or json (one object a line)",
     )
     p.option(
         ops,
@@ -416,6 +446,9 @@ def load(
         egress_rate=ns.egress_rate,
         mesh_mtu=ns.mesh_mtu,
         wait_for_interfaces=ns.wait_for_interfaces,
+        decode_pvaccess=ns.decode_pvaccess,
+        log_format=ns.log_format,
+        peers_dns=tuple(ns.peers_dns),
         check=ns.check,
         sources=_sources(parser, argv),
     )
@@ -432,6 +465,12 @@ def load(
     return settings
 
 
+def _peers_dest(settings: RelaySettings) -> str:
+    if settings.other_relays:
+        return "other_relays"
+    return "peers_dns" if settings.peers_dns else "service_name"
+
+
 def describe(settings: RelaySettings) -> list[str]:
     """The effective settings, one per line, with where each came from (for logs and --check)."""
 
@@ -444,9 +483,11 @@ def describe(settings: RelaySettings) -> list[str]:
         ("mesh port", str(settings.mesh_port), src("mesh_port")),
         ("mesh format", settings.mesh_format, src("mesh_format")),
         ("mesh secret", secret, src("mesh_secret_file")),
-        ("peers", peers, src("other_relays") if settings.other_relays else src("service_name")),
+        ("peers", peers, src(_peers_dest(settings))),
         ("discovery interval", f"{settings.discovery_interval:g} s", src("discovery_interval")),
         ("log level", settings.log_level, src("log_level")),
+        ("log format", settings.log_format, src("log_format")),
+        ("decode pvaccess", "on" if settings.decode_pvaccess else "off", src("decode_pvaccess")),
         (
             "metrics",
             f"{settings.metrics_address}:{settings.metrics_port}"

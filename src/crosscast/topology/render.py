@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from crosscast.relay.rules import MESH, Rule, format_rules_yaml
+from crosscast.topology.kea import render_kea_dhcp4_conf
 from crosscast.topology.model import Container, DockerNetwork, FirewallException, Topology, Vlan
 
 
@@ -493,6 +494,7 @@ def render_relay_rules(topology: Topology) -> str:
 
 RENDERERS: dict[str, Callable[[Topology], str]] = {
     "dhcpd.conf": render_dhcpd_conf,
+    "kea-dhcp4.conf": render_kea_dhcp4_conf,
     "host-network.sh": render_host_network_sh,
     "interfaces": render_interfaces,
     "docker-networks.sh": render_docker_networks_sh,

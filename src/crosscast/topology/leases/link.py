@@ -8,13 +8,20 @@ unfragmented IPv4 UDP to the client port, so the client wakes only for what may 
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Protocol
 
 from crosscast.net import netns
 from crosscast.net.bpf import udp_port_program
-from crosscast.net.frames import mac_to_str
-from crosscast.net.packet import MAX_FRAME, PACKET_OUTGOING, open_packet_socket
+from crosscast.net.frames import mac_from_str, mac_to_str
+from crosscast.net.packet import (
+    MAX_FRAME,
+    PACKET_MR_UNICAST,
+    PACKET_OUTGOING,
+    add_membership,
+    open_packet_socket,
+)
 from crosscast.topology.leases import dhcp
 from crosscast.topology.leases.binding import Target, UsageError
 
@@ -40,13 +47,21 @@ class PacketLink:
     probes come to the interface's own MAC (`self.mac`), so no promiscuous mode is needed.
     """
 
-    def __init__(self, interface: str, ns: str | None = None) -> None:
+    def __init__(
+        self, interface: str, ns: str | None = None, accept_mac: str | None = None
+    ) -> None:
         self.interface = interface
         try:
             with netns.inside(ns):
                 # PACKET_IGNORE_OUTGOING where the kernel has it; recv() skips our own frames
                 # by their packet type where it does not.
                 sock = open_packet_socket(interface, FILTER, ignore_outgoing=None)
+                if accept_mac is not None:
+                    # Kea, unlike dhcpd, answers at layer 2 to the client hardware address even
+                    # when the broadcast flag asks for a broadcast; that MAC is the container's,
+                    # not this interface's, so the interface accepts it while the socket is open.
+                    index = socket.if_nametoindex(interface)
+                    add_membership(sock, index, PACKET_MR_UNICAST, mac_from_str(accept_mac))
         except FileNotFoundError:
             raise UsageError(f"network namespace {ns} does not exist") from None
         except PermissionError:
@@ -79,8 +94,9 @@ class PacketLink:
         self._sock.close()
 
 
-def open_packet_link(target: Target) -> Link:
-    """The PacketLink for `target`; a UsageError when its namespace does not exist."""
+def open_packet_link(target: Target, accept_mac: str | None = None) -> Link:
+    """The PacketLink for `target` that also accepts frames to `accept_mac` (the client's own
+    hardware address); a UsageError when its namespace does not exist."""
     if target.netns is not None and not netns.exists(target.netns):
         raise UsageError(f"network namespace {target.netns} does not exist")
-    return PacketLink(target.interface, target.netns)
+    return PacketLink(target.interface, target.netns, accept_mac)

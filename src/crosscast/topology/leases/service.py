@@ -38,7 +38,6 @@ def lease(
     notify: Callable[[str], None] = lambda _line: None,
 ) -> Outcome:
     """The stored binding for `name`, renewed with the server; a new lease if there is none."""
-    opener = open_link or open_packet_link
     stored = store.get(name)
     if stored is not None and target is not None and target.vlan != stored.vlan and not rebind:
         raise UsageError(
@@ -50,7 +49,7 @@ def lease(
             raise UsageError(f"no lease recorded for {name}: say which VLAN (--vlan)")
         target = Target(stored.vlan, stored.interface, stored.netns)
     mac = mac_for_name(name)
-    link = opener(target)
+    link = open_link(target) if open_link is not None else open_packet_link(target, mac)
     try:
         client = DhcpClient(link, mac, name, timing=timing, clock=clock, notify=notify)
         if stored is not None and stored.vlan == target.vlan:
