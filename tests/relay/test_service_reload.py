@@ -193,3 +193,14 @@ def test_without_the_option_a_missing_interface_is_still_a_start_up_error() -> N
     h = FakeHost(nics={"eth0": ETH0})
     with pytest.raises(StartupError, match="interface eth2 does not exist"):
         service.Runtime(settings("--rule", GPS), h)
+
+
+def test_what_a_replaced_capture_had_queued_is_relayed_before_it_closes() -> None:
+    h = host()
+    rt, set_rules = reloading(h, GPS)
+    old = rt.ports["eth0"]
+    old.queued.append((frame(port=10110), False))  # type: ignore[attr-defined]
+    set_rules(GPS, "more from eth0 to eth2 port 10111")  # eth0's filter changes
+    assert run(rt, rt.reload) is True
+    assert old.closed
+    assert len(rt.ports["eth2"].sent) == 1  # type: ignore[attr-defined]

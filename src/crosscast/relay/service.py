@@ -43,6 +43,7 @@ log = logging.getLogger("crosscast")
 TICK = 1.0  # seconds between housekeeping ticks (probes, expiries)
 WATCH = 2.0  # seconds between checks that each interface is still the one we opened
 RESTART_DELAY = 1.0  # seconds before a crashed task is started again
+SWAP_DRAINS = 16  # drains of a replaced capture before it closes (up to 4,096 frames)
 WAIT_POLL = 0.5  # seconds between looks for missing interfaces (--wait-for-interfaces)
 # What a reload cannot change on a running relay: (setting, what it is called in the log).
 RESTART_ONLY = (
@@ -347,7 +348,11 @@ class Runtime:
         loop.add_reader(port.sock.fileno(), self.on_port_readable, port)
         if old is not None:
             loop.remove_reader(old.sock.fileno())
-            self.on_port_readable(old)  # what it queued before the new one opened
+            # What it queued before the new one opened (a few drains' worth; an empty drain is
+            # one failing recv), then no reader: on a receive error on_port_readable re-arms it.
+            for _ in range(SWAP_DRAINS):
+                self.on_port_readable(old)
+            loop.remove_reader(old.sock.fileno())
             old.close()
 
     # -- SIGHUP -----------------------------------------------------------------------------
