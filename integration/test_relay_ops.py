@@ -3,10 +3,12 @@ uvloop; an interface that goes down and comes back; a sender on the relay's own 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from crosscast import lab
 from crosscast.net import netns
@@ -49,15 +51,26 @@ def http_get(ns: str, path: str) -> tuple[int, str]:
     return int(status), body
 
 
+def value(page: str, name: str, **labels: str) -> float | None:
+    """One sample of a /metrics page as prometheus_client's parser reads it (None: absent)."""
+    for family in text_string_to_metric_families(page):
+        for s in family.samples:
+            if s.name == name and s.labels == labels:
+                return float(s.value)
+    return None
+
+
 def test_metrics_count_what_was_relayed_and_dropped(vlans: lab.RoutedVlans, procs: Procs) -> None:
     relay_pair(vlans, procs)
     assert crosses(vlans, b"counted")
     lab.send_udp(vlans.hosts[1][0].ns, vlans.relays[1].ip, PORT, b"unicast is not captured")
     status, body = http_get(vlans.relays[1].ns, "/metrics")
     assert status == 200
-    assert 'crosscast_rule_matches_total{rule="snowsignal-out"} 1' in body
-    assert f'crosscast_mesh_sent_total{{peer="{vlans.relays[2].ip}"}} 1' in body
-    assert "crosscast_peers 1" in body
+    assert value(body, "crosscast_relayed_frames_total", rule="snowsignal-out") == 1
+    assert value(body, "crosscast_mesh_sent_datagrams_total", peer=vlans.relays[2].ip) == 1
+    assert value(body, "crosscast_peers") == 1
+    assert value(body, "crosscast_up") == 1
+    assert value(body, "process_open_fds") is not None
 
 
 def test_healthz_and_status_report_a_healthy_relay(vlans: lab.RoutedVlans, procs: Procs) -> None:
@@ -70,6 +83,15 @@ def test_healthz_and_status_report_a_healthy_relay(vlans: lab.RoutedVlans, procs
     )
     assert status.returncode == 0, status.stderr
     assert status.stdout.startswith("health: ok")
+    assert "\n  crosscast_up 1\n" in status.stdout
+    as_json = netns.run(
+        [sys.executable, "-m", "crosscast", "status", "--url", f"http://127.0.0.1:{METRICS}",
+         "--format", "json"],
+        ns=vlans.relays[1].ns,
+    )  # fmt: skip
+    report = json.loads(as_json.stdout)
+    assert (report["healthy"], report["health"]) == (True, "ok")
+    assert {"name": "crosscast_up", "labels": {}, "value": 1.0} in report["samples"]
 
 
 def test_status_of_no_relay_is_exit_2() -> None:
@@ -117,7 +139,7 @@ def test_partial_checksum_of_a_same_host_sender_is_completed(
     relay_pair(vlans, procs)
     assert crosses(vlans, b"partial checksum")
     _, body = http_get(vlans.relays[1].ns, "/metrics")
-    assert 'crosscast_checksum_completed_total{interface="eth0"} 1' in body
+    assert value(body, "crosscast_checksum_completed_frames_total", interface="eth0") == 1
 
 
 def test_metrics_page_is_served_only_on_loopback_by_default(

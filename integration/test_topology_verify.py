@@ -204,6 +204,33 @@ def test_verify_reproduces_the_seed_ping_table_and_exits_0(seeds: Seeds) -> None
     assert took < 15, f"verify took {took:.1f} s"
 
 
+VERIFY_KEYS = {"ok", "relay", "passed", "total", "seconds", "unaddressed", "pings", "traffic"}
+ROW_KEYS = {"test", "source", "target", "expected", "got", "passed", "why", "error"}
+
+
+def test_verify_json_has_the_documented_shape_and_progress_goes_to_stderr(seeds: Seeds) -> None:
+    proc = crosscast(
+        "topology", "verify", str(SEEDS), "--netns-prefix", seeds.prefix, "--format", "json"
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    assert set(report) == VERIFY_KEYS
+    assert report["ok"] is True
+    assert report["relay"].startswith(f"relay: running in {seeds.prefix}router")
+    rows = [*report["pings"], *report["traffic"]]
+    assert report["passed"] == report["total"] == len(rows)
+    assert len(report["traffic"]) == 22
+    for row in rows:
+        assert set(row) == ROW_KEYS
+        assert all(isinstance(row[k], bool) for k in ("expected", "got", "passed"))
+        assert row["error"] is None
+    # Not a terminal: one plain progress line per check, as each completes, on stderr.
+    progress = [line for line in proc.stderr.splitlines() if line.startswith("verify: [")]
+    assert proc.stderr.startswith(f"verify: {len(rows)} checks\n")
+    assert len(progress) == len(rows)
+    assert progress[-1].startswith(f"verify: [{len(rows)}/{len(rows)}] pass  ")
+
+
 def test_verify_fails_when_the_relay_apply_started_is_gone(seeds: Seeds) -> None:
     # An operator's relay that died must not turn verify green by lowering the expectation:
     # apply started it for these rules, so the crossings it no longer makes are failures.

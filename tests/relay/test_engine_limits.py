@@ -43,6 +43,7 @@ def test_a_rate_limited_rule_relays_its_burst_then_drops_counted_per_rule() -> N
     assert len(feed(r, 9000, 100)) == 5
     assert r.counters["dropped", Drop.RATE_LIMIT] == 95
     assert r.counters["rule_dropped", "flood", Drop.RATE_LIMIT] == 95
+    assert r.counters["rule", "flood"] == 5  # relayed, by rule: the refused are not in it
 
 
 def test_a_flood_on_a_limited_rule_does_not_touch_another_rule() -> None:

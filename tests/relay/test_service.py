@@ -4,9 +4,11 @@ arrives, what it logs and counts, and how it starts, fails and stops. No root, n
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import pytest
 
@@ -319,12 +321,12 @@ def test_serve_says_ready_relays_what_arrives_and_stops_cleanly(
     assert f"peers: {PEER}" in line
     assert messages[-1] == "stopping"
     text = rt.metrics_text()
-    assert "crosscast_peers 1\n" in text
-    assert 'crosscast_captured_frames_total{interface="eth0"} 1' in text
+    assert "crosscast_peers 1.0\n" in text
+    assert 'crosscast_captured_frames_total{interface="eth0"} 1.0' in text
 
 
 def test_every_counter_the_service_keeps_has_a_metric() -> None:
-    # A counter key without an entry in metrics.METRICS would never be exported.
+    # A counter key without an entry in metrics.COUNTERS would never be exported.
     rt = with_peers(runtime(*MESH_RELAY))
     assert rt.mesh is not None
     rt.mesh.queued += [  # type: ignore[attr-defined]
@@ -336,5 +338,88 @@ def test_every_counter_the_service_keeps_has_a_metric() -> None:
     rt.ports["eth0"].queued.append((frame(), True))  # type: ignore[attr-defined]
     rt.on_port_readable(rt.ports["eth0"])
     keys = {k[0] for source in (rt.counters, rt.relay.counters, rt.mesh.counters) for k in source}
-    assert keys <= set(metrics.METRICS)
+    assert keys <= {*metrics.COUNTERS, "dropped"}
     assert {"captured", "checksum_completed", "emitted", "dropped", "rule", "mesh_received"} <= keys
+
+
+def test_a_peer_is_heard_when_its_datagram_arrives_and_its_age_is_exported() -> None:
+    now = [NOW]
+    rt = service.Runtime(settings(*MESH_RELAY), host(), relay_id=1, clock=lambda: now[0])
+    with_peers(rt)
+    assert rt.snapshot().peers == {PEER: None}
+    assert rt.mesh is not None
+    rt.mesh.queued.append((encode_snowsignal(frame()), PEER))  # type: ignore[attr-defined]
+    rt.on_mesh_readable()
+    now[0] += 2.5
+    assert rt.snapshot().peers == {PEER: 2.5}
+    assert f'crosscast_peer_last_heard_seconds{{peer="{PEER}"}} 2.5\n' in rt.metrics_text()
+
+
+def test_a_runtime_with_a_task_down_scrapes_up_0() -> None:
+    rt = runtime(*ROUTER)
+    rt.down.add("capture eth2")
+    assert "\ncrosscast_up 0.0\n" in rt.metrics_text()
+
+
+# -- --check --format json ----------------------------------------------------------------------
+
+
+def check_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any]]:
+    status = service.main([*argv, "--check", "--format", "json"], environ={}, host=host())
+    out, err = capsys.readouterr()
+    assert err == ""
+    report: dict[str, Any] = json.loads(out)
+    return status, report
+
+
+def assert_check_shape(report: dict[str, Any]) -> None:
+    assert set(report) == {"ok", "problems", "settings", "rules"}
+    assert isinstance(report["ok"], bool)
+    assert all(isinstance(p, str) for p in report["problems"])
+    for value in report["settings"].values():
+        assert set(value) == {"value", "origin"}
+        assert all(isinstance(v, str) for v in value.values())
+    rule_keys = {"name", "from", "to", "ports", "groups", "broadcast", "allow", "deny", "origin"}
+    for rule in report["rules"]:
+        assert set(rule) == rule_keys
+
+
+def test_check_json_has_settings_with_origins_and_rules(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, report = check_json(capsys, "--rule", "gps from eth0 to eth2 port 10110", "-m", "7200")
+    assert status == 0
+    assert_check_shape(report)
+    assert (report["ok"], report["problems"]) == (True, [])
+    assert report["settings"]["mesh port"] == {"value": "7200", "origin": "command line"}
+    assert report["settings"]["log level"] == {"value": "info", "origin": "default"}
+    assert report["rules"] == [
+        {
+            "name": "gps",
+            "from": "eth0",
+            "to": ["eth2"],
+            "ports": [10110],
+            "groups": [],
+            "broadcast": True,
+            "allow": [],
+            "deny": [],
+            "origin": "--rule #1",
+        }
+    ]
+
+
+def test_check_json_reports_problems_with_status_2(capsys: pytest.CaptureFixture[str]) -> None:
+    status, report = check_json(capsys, "-t", "eth9")
+    assert status == 2
+    assert_check_shape(report)
+    assert report["ok"] is False
+    assert len(report["problems"]) == 1
+    assert "interface 'eth9' does not exist" in report["problems"][0]
+    assert (report["settings"], report["rules"]) == ({}, [])
+
+
+def test_check_json_reports_a_flag_syntax_error_too(capsys: pytest.CaptureFixture[str]) -> None:
+    status, report = check_json(capsys, "--mesh-port", "x")
+    assert status == 2
+    assert report["ok"] is False
+    assert "--mesh-port" in report["problems"][0]

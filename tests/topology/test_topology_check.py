@@ -6,6 +6,7 @@ comments give them) and the exact messages expected.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -423,5 +424,50 @@ def test_verify_expects_what_the_relay_expectation_says(monkeypatch: pytest.Monk
             "prefix": "p-",
             "expected_crossings": expectation.crossings,
             "assumption": "relay: running (a stand-in)",
+            "output_format": "text",
         }
     ]
+
+
+# --- --format json -------------------------------------------------------------------------------
+
+CHECK_KEYS = {"file", "ok", "problems", "topology"}
+
+
+def test_check_json_summarises_a_valid_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(BASE)
+    assert main(["topology", "check", str(path), "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) == CHECK_KEYS
+    assert (report["file"], report["ok"], report["problems"]) == (str(path), True, [])
+    assert report["topology"] == {
+        "name": "t",
+        "vlans": [
+            {"id": 1, "name": "vlan1", "subnet": "10.0.1.0/24"},
+            {"id": 2, "name": "vlan2", "subnet": "10.0.2.0/24"},
+        ],
+        "containers": ["Container1"],
+        "devices": ["Device1"],
+    }
+
+
+def test_check_json_lists_every_problem_with_status_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        BASE.replace(
+            "dhcp: {range: [10.0.2.100, 10.0.2.200]}", "dhcp: {range: [10.0.2.2, 10.0.1.200]}"
+        )
+    )
+    assert main(["topology", "check", str(path), "--format", "json"]) == 2
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    assert err == ""
+    assert set(report) == CHECK_KEYS
+    assert (report["ok"], report["topology"]) == (False, None)
+    assert report["problems"]
+    assert all(p.startswith(f"{path}:28:") for p in report["problems"])

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import ipaddress
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -370,3 +372,71 @@ def test_verify_of_a_topology_that_was_not_applied_is_a_usage_error(
 ) -> None:
     assert verify.run_verify(load_topology(SEEDS), netns_prefix="ccl-never-applied-") == 2
     assert "ccl-never-applied-host does not exist" in capsys.readouterr().err
+
+
+# --- progress and JSON ----------------------------------------------------------------------------
+
+PASSING = verify.Row("ping", "a", "b", True, True, "VLAN 1")
+FAILING = verify.Row("broadcast", "a", "c (10.0.2.255:5000)", False, True, "VLAN 1 to VLAN 2")
+
+
+def progress_of(*rows: verify.Row, live: bool) -> str:
+    out = io.StringIO()
+    progress = verify.Progress(out, live=live)
+    progress.start(len(rows))
+    for row in rows:
+        progress.row(row)
+    progress.close()
+    return out.getvalue()
+
+
+def test_progress_off_a_terminal_is_one_plain_line_per_check() -> None:
+    assert progress_of(PASSING, FAILING, live=False).splitlines() == [
+        "verify: 2 checks",
+        "verify: [1/2] pass  ping  a -> b: OK",
+        "verify: [2/2] FAIL  broadcast  a -> c (10.0.2.255:5000): received",
+    ]
+
+
+def test_progress_on_a_terminal_rewrites_one_line_and_keeps_failures() -> None:
+    text = progress_of(PASSING, FAILING, live=True)
+    # What stays on the screen: each write starts by erasing the live line, and close erases
+    # the last one; only the failure was written with a newline.
+    screen = [chunk.rpartition(verify.CLEAR_LINE)[2] for chunk in text.split("\n")]
+    assert screen == ["verify: [2/2] FAIL  broadcast  a -> c (10.0.2.255:5000): received", ""]
+    assert "verify: 1/2 checks, 0 failed: [1/2] pass  ping  a -> b: OK" in text
+    assert text.endswith(verify.CLEAR_LINE)
+
+
+def test_a_check_that_could_not_run_says_why_in_its_progress_line() -> None:
+    row = verify.Row("multicast", "d", "b", True, False, "x", error="source has no address")
+    assert verify.progress_line(3, 10, row) == (
+        "[ 3/10] FAIL  multicast  d -> b: source has no address"
+    )
+
+
+def test_verify_json_has_the_documented_shape() -> None:
+    report = verify.Report([PASSING], [FAILING])
+    doc = verify.report_json(report, "relay: not started", 1.23456, ["p-d"])
+    assert doc == {
+        "ok": False,
+        "relay": "relay: not started",
+        "passed": 1,
+        "total": 2,
+        "seconds": 1.235,
+        "unaddressed": ["p-d"],
+        "pings": [
+            {
+                "test": "ping",
+                "source": "a",
+                "target": "b",
+                "expected": True,
+                "got": True,
+                "passed": True,
+                "why": "VLAN 1",
+                "error": None,
+            }
+        ],
+        "traffic": [verify.row_json(FAILING)],
+    }
+    assert json.loads(json.dumps(doc)) == doc

@@ -275,9 +275,9 @@ class Relay:
         )
         if not egress:
             return self._drop(Drop.NO_RULE, iface)
+        egress, matched = self._admit(iface, matched, egress, now)  # issue 9: rule rate limits
         for rule in matched:
             self.counters["rule", rule.name] += 1
-        egress = self._admit(iface, matched, egress, now)  # issue 9: rule rate limits
         actions: list[Action] = []
         for out in egress:
             if out == MESH:
@@ -326,9 +326,9 @@ class Relay:
         )
         if not egress:
             return self._drop(Drop.NO_RULE, MESH)
+        egress, matched = self._admit(MESH, matched, egress, now)  # issue 9: rule rate limits
         for rule in matched:
             self.counters["rule", rule.name] += 1
-        egress = self._admit(MESH, matched, egress, now)  # issue 9: rule rate limits
         key = fingerprint(f)
         actions: list[Action] = []
         for out in egress:
@@ -442,21 +442,22 @@ class Relay:
 
     def _admit(
         self, ingress: str, matched: tuple[Rule, ...], egress: tuple[str, ...], now: float
-    ) -> tuple[str, ...]:
-        """`egress` less what rate-limited rules may not send now (each refusal is a counted
-        `rate-limit` drop, per rule). The fast path calls this where a rule matched."""
+    ) -> tuple[tuple[str, ...], tuple[Rule, ...]]:
+        """`egress` less what rate-limited rules may not send now, and the rules that may (each
+        refusal is a counted `rate-limit` drop, per rule). The fast path calls this where a
+        rule matched."""
         limiters = self.limiters
         if not limiters.rules:
-            return egress
-        passed = [rule for rule in matched if limiters.allow_rule(rule.name, now)]
+            return egress, matched
+        passed = tuple(rule for rule in matched if limiters.allow_rule(rule.name, now))
         if len(passed) == len(matched):
-            return egress
+            return egress, matched
         for rule in matched:
             if rule not in passed:
                 self.counters["rule_dropped", rule.name, Drop.RATE_LIMIT] += 1
                 self._drop(Drop.RATE_LIMIT, ingress)
         names = dict.fromkeys(name for rule in passed for name in rule.egress)
-        return tuple(name for name in egress if name in names)
+        return tuple(name for name in egress if name in names), passed
 
     def _to_mesh(self, frame: bytes, now: float) -> list[Action]:
         """`frame` for the peers; in the crosscast format as IPv4 fragments that each fit one
@@ -504,9 +505,9 @@ class Relay:
             )
             if not egress:
                 self._drop(Drop.NO_RULE, where)
+            egress, matched = self._admit(where, matched, egress, now)
             for rule in matched:
                 self.counters["rule", rule.name] += 1
-            egress = self._admit(where, matched, egress, now)
         # Remembered even when empty: the rest of a datagram that was dropped is dropped too,
         # at once, instead of being held until it times out.
         held = self._fragments.first(where, f, egress, now)

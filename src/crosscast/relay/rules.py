@@ -20,6 +20,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import yaml
 
@@ -786,22 +787,22 @@ def format_rule_table(rules: Sequence[Rule]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rule_to_dict(rule: Rule) -> dict[str, Any]:
+    """A rule as the rule file spells it, every key present (for YAML and JSON output)."""
+    return {
+        "name": rule.name,
+        "from": rule.ingress,
+        "to": list(rule.egress),
+        "ports": [r.first if r.first == r.last else str(r) for r in rule.ports],
+        "groups": [ip_to_str(g) for g in rule.groups],
+        "broadcast": rule.broadcast,
+        "allow": [_cidr_to_str(n) for n in rule.allow],
+        "deny": [_cidr_to_str(n) for n in rule.deny],
+        **({"rate": rule.rate, "burst": rule.burst} if rule.rate else {}),
+    }
+
+
 def format_rules_yaml(rules: Sequence[Rule]) -> str:
     """The rule file that `load_rules_yaml` reads back as these rules, every key spelled out."""
-    data = {
-        "rules": [
-            {
-                "name": rule.name,
-                "from": rule.ingress,
-                "to": list(rule.egress),
-                "ports": [r.first if r.first == r.last else str(r) for r in rule.ports],
-                "groups": [ip_to_str(g) for g in rule.groups],
-                "broadcast": rule.broadcast,
-                "allow": [_cidr_to_str(n) for n in rule.allow],
-                "deny": [_cidr_to_str(n) for n in rule.deny],
-                **({"rate": rule.rate, "burst": rule.burst} if rule.rate else {}),
-            }
-            for rule in rules
-        ]
-    }
+    data = {"rules": [rule_to_dict(rule) for rule in rules]}
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import json
 import logging
 import os
 import secrets
@@ -25,6 +26,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 from crosscast.net.bpf import CaptureSpec, Instruction, capture_program
 from crosscast.net.frames import LIMITED_BROADCAST
@@ -36,7 +38,7 @@ from crosscast.relay.engine import Action, Drop, Dropped, Emit, Interface, Relay
 from crosscast.relay.envelope import CrosscastCodec
 from crosscast.relay.host import CapturePort, Host, MeshPort, SystemHost, WatchPort
 from crosscast.relay.ruleindex import RuleTable
-from crosscast.relay.rules import Rule, format_rule_table
+from crosscast.relay.rules import Rule, format_rule_table, rule_to_dict
 
 log = logging.getLogger("crosscast")
 
@@ -109,6 +111,7 @@ class Runtime:
         self.ports: dict[str, CapturePort] = {}
         self.mesh: MeshPort | None = None
         self.down: set[str] = set()  # tasks or sockets not running: health fails while non-empty
+        self.heard: dict[str, float] = {}  # peer -> when a datagram last came from it
         self._warned: set[Drop] = set()  # drop reasons logged at warning once already
         interfaces = {name: host.read_interface(name) for name in settings.interfaces}
         self.relay = Relay(
@@ -134,6 +137,7 @@ class Runtime:
         except BaseException:
             self.close()
             raise
+        self._registry = metrics.registry(self.snapshot)
 
     def _discovery(self, settings: config.RelaySettings) -> Discovery:
         self_address = self._self_address
@@ -240,6 +244,7 @@ class Runtime:
                 self.counters["dropped", Drop.NOT_PEER] += 1
                 self._log_drop(Drop.NOT_PEER, host)
                 continue
+            self.heard[host] = now
             try:
                 self._execute(self.relay.on_mesh(data, now, from_self=host in self.own))
             except Exception:  # noqa: BLE001 -- a datagram must never kill the relay; counted
@@ -473,17 +478,22 @@ class Runtime:
             return False, "not running: " + ", ".join(sorted(self.down))
         return True, "ok"
 
-    def metrics_text(self) -> str:
-        sources = [self.counters, self.relay.counters]
+    def snapshot(self) -> metrics.Snapshot:
+        """What /metrics exports, copied from the counters only when it is scraped."""
+        counters: Counter[tuple[str, ...]] = Counter(self.counters)
+        counters.update(self.relay.counters)
         if self.decoder is not None:
-            sources.append(self.decoder.counts)
+            counters.update(self.decoder.counts)
         if self.mesh is not None:
-            sources.append(self.mesh.counters)
-        gauges = {
-            "crosscast_peers": float(len(self.discovery.peers)),
-            "crosscast_up": 1.0 if not self.down else 0.0,
+            counters.update(self.mesh.counters)
+        now = self.clock()
+        peers = {
+            p: (now - self.heard[p]) if p in self.heard else None for p in self.discovery.peers
         }
-        return metrics.render(sources, gauges)
+        return metrics.Snapshot(counters, up=not self.down, peers=peers)
+
+    def metrics_text(self) -> str:
+        return metrics.exposition(self._registry)
 
     async def serve(self, stop: asyncio.Event | None = None) -> None:
         """Run until SIGTERM/SIGINT (or until `stop` is set, for tests)."""
@@ -559,9 +569,31 @@ def _configure_logging(level: str, log_format: str, environ: Mapping[str, str]) 
     logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
+def check_report(
+    settings: config.RelaySettings | None, problems: Sequence[str] = ()
+) -> dict[str, Any]:
+    """--check --format json: one object (its shape is documented in the README, "JSON
+    output"). `settings` is None when they could not be loaded; `problems` say why."""
+    return {
+        "ok": not problems,
+        "problems": list(problems),
+        "settings": {
+            name: {"value": value, "origin": origin}
+            for name, value, origin in (config.setting_rows(settings) if settings else ())
+        },
+        "rules": [
+            {**rule_to_dict(rule), "origin": rule.origin or None}
+            for rule in (settings.rules if settings else ())
+        ],
+    }
+
+
 def check(settings: config.RelaySettings) -> int:
     """--check: the effective settings with their origins and the rule table (the settings
     were loaded with this host's interfaces, so every problem was reported already)."""
+    if settings.output_format == "json":
+        print(json.dumps(check_report(settings), indent=2))
+        return 0
     print("settings:")
     for line in config.describe(settings):
         print(f"  {line}")
@@ -596,6 +628,13 @@ def wait_for_interfaces(
     return not stopped
 
 
+def _asks_json(argv: Sequence[str]) -> bool:
+    """Whether argv asks for --format json, read before (and so whether or not) the settings
+    load, because their problems are reported in that format too."""
+    pairs = zip(argv, [*argv[1:], ""], strict=True)
+    return any(a == "--format=json" or (a, b) == ("--format", "json") for a, b in pairs)
+
+
 def main(
     argv: Sequence[str], *, environ: Mapping[str, str] | None = None, host: Host | None = None
 ) -> int:
@@ -608,6 +647,9 @@ def main(
     try:
         settings = config.load(argv, environ, interfaces=present)
     except config.SettingsError as e:
+        if "--check" in argv and _asks_json(argv):
+            print(json.dumps(check_report(None, e.problems), indent=2))
+            return 2
         for problem in e.problems:
             print(f"crosscast relay: {problem}", file=sys.stderr)
         return 2

@@ -31,6 +31,7 @@ from crosscast.relay.rules import (
 )
 
 MESH_FORMATS = ("crosscast", "snowsignal")
+OUTPUT_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 DEFAULT_RCVBUF = 4 * 1024 * 1024  # bytes; a burst of ~2,800 full-size frames per socket
 # The underlay path MTU of the mesh: what one mesh datagram (IP + UDP + envelope + frame) may
@@ -68,6 +69,7 @@ class RelaySettings:
     log_format: str = "plain"
     peers_dns: tuple[str, ...] = ()
     check: bool = False
+    output_format: str = "text"  # of --check
     sources: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -340,6 +342,14 @@ def build_parser() -> _Parser:
         action="store_true",
         help="validate the configuration, print the rule table and exit",
     )
+    p.option(
+        ops,
+        "--format",
+        dest="output_format",
+        choices=OUTPUT_FORMATS,
+        default="text",
+        help="what --check prints: text (default) or one JSON object for scripts",
+    )
     return p
 
 
@@ -450,6 +460,7 @@ def load(
         log_format=ns.log_format,
         peers_dns=tuple(ns.peers_dns),
         check=ns.check,
+        output_format=ns.output_format,
         sources=_sources(parser, argv),
     )
     if rules:
@@ -471,15 +482,15 @@ def _peers_dest(settings: RelaySettings) -> str:
     return "peers_dns" if settings.peers_dns else "service_name"
 
 
-def describe(settings: RelaySettings) -> list[str]:
-    """The effective settings, one per line, with where each came from (for logs and --check)."""
+def setting_rows(settings: RelaySettings) -> list[tuple[str, str, str]]:
+    """The effective settings as (name, value, where it came from), in a stable order."""
 
     def src(dest: str) -> str:
         return settings.sources.get(dest, "default")
 
     secret = "set" if settings.mesh_secret else "none (unauthenticated)"
     peers = " ".join(settings.peer_names) or "self (no peers configured)"
-    rows = [
+    return [
         ("mesh port", str(settings.mesh_port), src("mesh_port")),
         ("mesh format", settings.mesh_format, src("mesh_format")),
         ("mesh secret", secret, src("mesh_secret_file")),
@@ -507,5 +518,10 @@ def describe(settings: RelaySettings) -> list[str]:
             src("wait_for_interfaces"),
         ),
     ]
+
+
+def describe(settings: RelaySettings) -> list[str]:
+    """The effective settings, one per line, with where each came from (for logs and --check)."""
+    rows = setting_rows(settings)
     width = max(len(r[0]) for r in rows)
     return [f"{name:<{width}}  {value}  [{origin}]" for name, value, origin in rows]

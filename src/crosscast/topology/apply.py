@@ -272,10 +272,15 @@ def _stop_daemon(pidfile: str, program: str, args: tuple[str, ...] = ()) -> None
     if pid is None:
         Path(pidfile).unlink(missing_ok=True)
         return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    # SIGTERM gets the grace period; after SIGKILL only the scheduler stands between the kill and
+    # the process's end, but on a loaded machine that can take longer than a short grace period.
+    for sig, wait in (
+        (signal.SIGTERM, DAEMON_DEADLINE),
+        (signal.SIGKILL, max(DAEMON_DEADLINE, 5.0)),
+    ):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        deadline = time.monotonic() + DAEMON_DEADLINE
+        deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if daemon_pid(pidfile, program, args) is None:
                 Path(pidfile).unlink(missing_ok=True)

@@ -8,6 +8,7 @@ Exit status: 0 ok, 1 a check or verify failed, 2 bad input.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from ipaddress import AddressValueError, IPv4Address
@@ -37,6 +38,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "check", help="validate FILE; print every problem as FILE:LINE:COLUMN"
     )
     check.add_argument("file", metavar="FILE")
+    _format_option(check)
     check.set_defaults(func=run_check)
 
     render = actions.add_parser("render", help="write the rendered files into --output-dir")
@@ -56,6 +58,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
             metavar="P",
             help="build in network namespaces named P+'host', P+router, P+container...",
         )
+        if name == "verify":
+            _format_option(action)
         if name == "apply":
             action.add_argument(
                 "--lease",
@@ -72,6 +76,15 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     register_cli(sub)
 
 
+def _format_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text for people (default) or one JSON object for scripts (see the README)",
+    )
+
+
 def _load(file: str, err: TextIO) -> Topology | None:
     try:
         return load_topology(file)
@@ -81,7 +94,29 @@ def _load(file: str, err: TextIO) -> Topology | None:
         return None
 
 
+def check_json(file: str, topology: Topology | None, problems: list[str]) -> dict[str, Any]:
+    """`topology check --format json` (its shape is documented in the README)."""
+    summary = None
+    if topology is not None:
+        summary = {
+            "name": topology.name,
+            "vlans": [
+                {"id": v.id, "name": v.name, "subnet": str(v.subnet)} for v in topology.vlans
+            ],
+            "containers": [c.name for c in topology.containers],
+            "devices": [d.name for d in topology.devices],
+        }
+    return {"file": file, "ok": not problems, "problems": problems, "topology": summary}
+
+
 def run_check(args: argparse.Namespace) -> int:
+    if args.format == "json":
+        try:
+            topology, problems = load_topology(args.file), []
+        except TopologyErrors as exc:
+            topology, problems = None, list(exc.problems)
+        print(json.dumps(check_json(args.file, topology, problems), indent=2))
+        return EXIT_OK if topology is not None else EXIT_USAGE
     topology = _load(args.file, sys.stderr)
     if topology is None:
         return EXIT_USAGE
@@ -170,6 +205,7 @@ def run_verify(args: argparse.Namespace) -> int:
             netns_prefix=prefix,
             expected_crossings=expectation.crossings,
             assumption=expectation.summary,
+            output_format=args.format,
         )
         return int(result)
 

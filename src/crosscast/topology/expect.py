@@ -342,7 +342,9 @@ class Row:
         return self.error is None and self.expected == self.got
 
 
-def _word(test: str, value: bool) -> str:
+def outcome_word(test: str, value: bool) -> str:
+    """How the tables (and verify's progress) say an outcome: OK / No connection for a ping,
+    received / not received for a datagram."""
     if test == "ping":
         return OK if value else NO
     return "received" if value else "not received"
@@ -355,8 +357,8 @@ def format_table(rows: Sequence[Row], *, with_test: bool) -> str:
             *([r.test] if with_test else []),
             r.source,
             r.target,
-            _word(r.test, r.expected),
-            _word(r.test, r.got) if r.error is None else r.error,
+            outcome_word(r.test, r.expected),
+            outcome_word(r.test, r.got) if r.error is None else r.error,
             "pass" if r.passed else "FAIL",
         ]
         for r in rows

@@ -31,9 +31,10 @@ import selectors
 import socket
 import struct
 import sys
+import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -61,12 +62,16 @@ from crosscast.topology.expect import (
     expected_traffic,
     format_table,
     layout_of,
+    outcome_word,
 )
 from crosscast.topology.model import Topology
+
+OnRow = Callable[[Row], None]
 
 # The pure names are re-exported: callers (the CLI, the tests) know verify as one API.
 __all__ = [
     "BROADCAST_PORT",
+    "CLEAR_LINE",
     "EXIT_FAILED",
     "EXIT_OK",
     "EXIT_USAGE",
@@ -86,6 +91,7 @@ __all__ = [
     "IPv4",
     "Layout",
     "Ping",
+    "Progress",
     "Report",
     "Row",
     "Segment",
@@ -95,8 +101,12 @@ __all__ = [
     "expected_traffic",
     "format_table",
     "layout_of",
+    "progress_line",
     "relay_expectation",
+    "report_json",
+    "row_json",
     "run_verify",
+    "write_tables",
 ]
 
 HOST_NS = "host"  # apply's namespace for the bridges and the uplink gateway
@@ -106,6 +116,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
+CLEAR_LINE = "\r\x1b[K"  # carriage return, then ECMA-48 EL: erase to the end of the line
 SO_BINDTODEVICE = 25  # asm-generic/socket.h (socket.SO_BINDTODEVICE is missing on some builds)
 
 
@@ -178,8 +189,14 @@ def ping(ns: str, address: IPv4, *, tries: int = 1) -> bool:
     return False
 
 
-def run_pings(prefix: str, rows: Sequence[Ping], addresses: Mapping[str, IPv4]) -> list[Row]:
-    """Every ping at once (one thread each): a "No connection" row costs its 1 s only once."""
+def run_pings(
+    prefix: str,
+    rows: Sequence[Ping],
+    addresses: Mapping[str, IPv4],
+    on_row: OnRow = lambda _row: None,
+) -> list[Row]:
+    """Every ping at once (one thread each): a "No connection" row costs its 1 s only once.
+    Each row is handed to `on_row` as it completes; the list comes back in `rows`' order."""
 
     def one(p: Ping) -> Row:
         target = p.target_address or addresses.get(p.target_host or "")
@@ -190,7 +207,10 @@ def run_pings(prefix: str, rows: Sequence[Ping], addresses: Mapping[str, IPv4]) 
         return Row("ping", p.source, p.target, p.expected, got, p.why)
 
     with ThreadPoolExecutor(max_workers=max(1, len(rows))) as pool:
-        return list(pool.map(one, rows))
+        futures = [pool.submit(one, p) for p in rows]
+        for done in as_completed(futures):
+            on_row(done.result())
+        return [f.result() for f in futures]
 
 
 @contextlib.contextmanager
@@ -247,8 +267,12 @@ def run_traffic(
     resend: float = 0.2,
     settle: float = 0.5,
     limit: float = 3.0,
+    on_row: OnRow = lambda _row: None,
 ) -> list[Row]:
     """Send every row's datagram, with its own payload, and see which listener got what.
+
+    A row whose datagram arrived is complete then and goes to `on_row` at once (arriving
+    cannot be undone); the others go when the wait is over. The list is in `rows`' order.
 
     All listeners are open before the first send. Every datagram is sent again each `resend`
     seconds: a bridge that snoops IGMP with a querier forwards a group only once the
@@ -258,6 +282,22 @@ def run_traffic(
     """
     payloads = {i: f"foo #{i}".encode() for i in range(len(rows))}
     received: set[tuple[str, int, bytes]] = set()  # (receiver, port, payload)
+    row_of = {(r.receiver, r.port, payloads[i]): i for i, r in enumerate(rows)}
+    reported: set[int] = set()
+
+    def result(i: int) -> Row:
+        r = rows[i]
+        return Row(
+            r.test,
+            r.source if r.source_address is None else f"{r.source} ({r.source_address})",
+            r.target,
+            r.expected,
+            (r.receiver, r.port, payloads[i]) in received,
+            r.why,
+            None if i in senders else "source has no address",
+        )
+
+    senders: dict[int, socket.socket] = {}
     with _sockets() as opened, selectors.DefaultSelector() as sel:
         # One socket per receiver and port, joined to every group sent to that port.
         listening: dict[tuple[str, int], set[IPv4]] = {}
@@ -269,7 +309,6 @@ def run_traffic(
             s = _listener(prefix + receiver, port, sorted(groups))
             opened.append(s)
             sel.register(s, selectors.EVENT_READ, (receiver, port))
-        senders: dict[int, socket.socket] = {}
         for i, r in enumerate(rows):
             source = r.source_address or addresses.get(r.source)
             if source is not None:
@@ -296,18 +335,14 @@ def run_traffic(
                     while True:
                         data = key.fileobj.recv(2048)  # type: ignore[union-attr]
                         received.add((receiver, port, data))
-    return [
-        Row(
-            r.test,
-            r.source if r.source_address is None else f"{r.source} ({r.source_address})",
-            r.target,
-            r.expected,
-            (r.receiver, r.port, payloads[i]) in received,
-            r.why,
-            None if i in senders else "source has no address",
-        )
-        for i, r in enumerate(rows)
-    ]
+                        index = row_of.get((receiver, port, data))
+                        if index is not None and index not in reported:
+                            reported.add(index)
+                            on_row(result(index))
+    for i in range(len(rows)):
+        if i not in reported:
+            on_row(result(i))
+    return [result(i) for i in range(len(rows))]
 
 
 # --- the command --------------------------------------------------------------------------------
@@ -327,19 +362,29 @@ def hosts_of(layout: Layout) -> list[str]:
     return [layout.router, *(m for s in layout.segments for m in s.members)]
 
 
-def check(layout: Layout, prefix: str, expected_crossings: Iterable[Crossing] = ()) -> Report:
-    """Run every check against the namespaces of an applied topology."""
+def check(
+    layout: Layout,
+    prefix: str,
+    expected_crossings: Iterable[Crossing] = (),
+    progress: Progress | None = None,
+) -> Report:
+    """Run every check against the namespaces of an applied topology; `progress` hears of
+    each row as it completes (pings and datagrams run at the same time)."""
     members = [m for s in layout.segments for m in s.members]
     with ThreadPoolExecutor(max_workers=max(1, len(members))) as pool:
         found = dict(
             zip(members, pool.map(lambda m: eth0_address(prefix + m), members), strict=True)
         )
     addresses = {m: a for m, a in found.items() if a is not None}
+    ping_rows = expected_pings(layout, addresses)
+    traffic_rows = expected_traffic(layout, expected_crossings, addresses)
+    on_row: OnRow = lambda _row: None  # noqa: E731 -- the default of run_pings/run_traffic
+    if progress is not None:
+        progress.start(len(ping_rows) + len(traffic_rows))
+        on_row = progress.row
     with ThreadPoolExecutor(max_workers=2) as pool:
-        pings = pool.submit(run_pings, prefix, expected_pings(layout, addresses), addresses)
-        traffic = run_traffic(
-            prefix, expected_traffic(layout, expected_crossings, addresses), addresses
-        )
+        pings = pool.submit(run_pings, prefix, ping_rows, addresses, on_row)
+        traffic = run_traffic(prefix, traffic_rows, addresses, on_row=on_row)
         return Report(pings.result(), traffic)
 
 
@@ -350,11 +395,15 @@ def run_verify(
     expected_crossings: Iterable[Crossing] = (),
     assumption: str | None = None,
     out: TextIO | None = None,
+    output_format: str = "text",
+    progress: TextIO | None = None,
 ) -> int:
-    """Print the checks as tables; 0 if every row is as expected, 1 if not, 2 if not applied.
+    """Print the checks as tables (or one JSON object, `output_format="json"`); 0 if every row
+    is as expected, 1 if not, 2 if not applied.
 
     `assumption` (what the crossings expected stand for, see relay_expectation) is printed on
-    the line before the tables.
+    the line before the tables. While the checks run, each row is reported on `progress`
+    (stderr by default) as it completes, so that the report on `out` stays whole.
     """
     stream = out or sys.stdout
     if netns_prefix is None:
@@ -376,17 +425,111 @@ def run_verify(
         m for s in layout.segments for m in s.members if eth0_address(netns_prefix + m) is None
     ]
     started = time.monotonic()
-    report = check(layout, netns_prefix, expected_crossings)
+    reporter = Progress(progress or sys.stderr)
+    try:
+        report = check(layout, netns_prefix, expected_crossings, reporter)
+    finally:
+        reporter.close()
     took = time.monotonic() - started
+    if output_format == "json":
+        doc = report_json(report, assumption, took, [netns_prefix + m for m in unaddressed])
+        stream.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        write_tables(stream, report, assumption, took)
+    for m in unaddressed:
+        print(f"verify: {netns_prefix}{m} has no address on {MEMBER_IFACE}", file=sys.stderr)
+    return EXIT_OK if report.passed else EXIT_FAILED
+
+
+def write_tables(stream: TextIO, report: Report, assumption: str | None, took: float) -> None:
+    """The text report: the assumption, the ping table, the datagram table, the tally."""
     if assumption:
         stream.write(assumption + "\n\n")
     stream.write("Reachability (ping)\n")
     stream.write(format_table(report.pings, with_test=False))
     stream.write("\nBroadcast and multicast (UDP)\n")
     stream.write(format_table(report.traffic, with_test=True))
-    bad = [r for r in [*report.pings, *report.traffic] if not r.passed]
-    total = len(report.pings) + len(report.traffic)
-    stream.write(f"\n{total - len(bad)}/{total} checks as expected in {took:.1f} s\n")
-    for m in unaddressed:
-        print(f"verify: {netns_prefix}{m} has no address on {MEMBER_IFACE}", file=sys.stderr)
-    return EXIT_OK if not bad else EXIT_FAILED
+    rows = [*report.pings, *report.traffic]
+    passed = sum(r.passed for r in rows)
+    stream.write(f"\n{passed}/{len(rows)} checks as expected in {took:.1f} s\n")
+
+
+# --- JSON and progress ----------------------------------------------------------------------------
+
+
+def row_json(row: Row) -> dict[str, object]:
+    """One check as JSON: `expected` and `got` are booleans (reached / received)."""
+    return {
+        "test": row.test,
+        "source": row.source,
+        "target": row.target,
+        "expected": row.expected,
+        "got": row.got,
+        "passed": row.passed,
+        "why": row.why,
+        "error": row.error,
+    }
+
+
+def report_json(
+    report: Report, assumption: str | None, took: float, unaddressed: Sequence[str] = ()
+) -> dict[str, object]:
+    """`topology verify --format json` (its shape is documented in the README)."""
+    rows = [*report.pings, *report.traffic]
+    return {
+        "ok": report.passed,
+        "relay": assumption,
+        "passed": sum(r.passed for r in rows),
+        "total": len(rows),
+        "seconds": round(took, 3),
+        "unaddressed": list(unaddressed),
+        "pings": [row_json(r) for r in report.pings],
+        "traffic": [row_json(r) for r in report.traffic],
+    }
+
+
+def progress_line(done: int, total: int, row: Row) -> str:
+    """One completed check, counted: "[ 7/42] pass  ping  a -> b" (the plain-line form)."""
+    verdict = "pass" if row.passed else "FAIL"
+    got = row.error or outcome_word(row.test, row.got)
+    width = len(str(total))
+    return f"[{done:>{width}}/{total}] {verdict}  {row.test}  {row.source} -> {row.target}: {got}"
+
+
+class Progress:
+    """Each check as it completes, on a stream of its own (stderr). On a terminal: one live
+    line, rewritten in place, with the failures kept above it; elsewhere (a CI log, a pipe):
+    one plain line per check. Rows come from the ping threads and the datagram loop at once,
+    hence the lock."""
+
+    def __init__(self, stream: TextIO, *, live: bool | None = None) -> None:
+        self.stream = stream
+        self.live = stream.isatty() if live is None else live
+        self.total = 0
+        self.done = 0
+        self.failed = 0
+        self._lock = threading.Lock()
+
+    def start(self, total: int) -> None:
+        self.total = total
+        if not self.live:
+            self.stream.write(f"verify: {total} checks\n")
+            self.stream.flush()
+
+    def row(self, row: Row) -> None:
+        with self._lock:
+            self.done += 1
+            self.failed += not row.passed
+            line = progress_line(self.done, self.total, row)
+            if not self.live:
+                self.stream.write(f"verify: {line}\n")
+            else:
+                kept = f"verify: {line}\n" if not row.passed else ""
+                tally = f"{self.done}/{self.total} checks, {self.failed} failed"
+                self.stream.write(f"{CLEAR_LINE}{kept}verify: {tally}: {line}")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.live and self.done:
+            self.stream.write(CLEAR_LINE)
+            self.stream.flush()

@@ -126,6 +126,35 @@ def test_no_server_is_a_lease_error_after_the_retries(store: LeaseStore) -> None
     assert link.now == pytest.approx(1009.0)
 
 
+def test_each_retransmission_is_reported(store: LeaseStore) -> None:
+    server = FakeDhcpServer(["10.0.1.100"])
+    server.silent = True
+    notes: list[str] = []
+    with pytest.raises(LeaseError):
+        run_lease("container1", store, FakeLink(server), notes=notes)
+    assert notes == [
+        "no answer to DHCPDISCOVER within 3 s: sending it again (1/2)",
+        "no answer to DHCPDISCOVER within 3 s: sending it again (2/2)",
+    ]
+
+
+def test_a_renewal_retransmission_names_the_address(store: LeaseStore) -> None:
+    server = FakeDhcpServer(["10.0.1.100"])
+    run_lease("container1", store, FakeLink(server))
+    server.silent = True
+    notes: list[str] = []
+    run_lease("container1", store, FakeLink(server), notes=notes)
+    assert "no answer to DHCPREQUEST renewing 10.0.1.100 within 3 s: sending it again (1/2)" in (
+        notes
+    )
+
+
+def test_an_answer_at_the_first_try_reports_no_retransmission(store: LeaseStore) -> None:
+    notes: list[str] = []
+    run_lease("container1", store, FakeLink(FakeDhcpServer(["10.0.1.100"])), notes=notes)
+    assert not any("sending it again" in n for n in notes)
+
+
 def test_an_exhausted_pool_is_a_lease_error(store: LeaseStore) -> None:
     server = FakeDhcpServer(["10.0.1.100"])
     run_lease("container1", store, FakeLink(server))

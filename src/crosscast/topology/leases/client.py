@@ -66,11 +66,18 @@ class DhcpClient:
         self.dropped = 0  # frames that were not an answer to us
 
     def _exchange(
-        self, message: bytes, xid: int, wanted: tuple[dhcp.MessageType, ...]
+        self, message: bytes, xid: int, wanted: tuple[dhcp.MessageType, ...], what: str
     ) -> tuple[dhcp.Reply, str] | None:
-        """Send `message` (retransmitting) until a reply of a wanted type for `xid` comes."""
+        """Send `message` (retransmitting) until a reply of a wanted type for `xid` comes.
+        Each retransmission is reported (`what` names the message): a silent wait of several
+        seconds looks like a hang."""
         frame = dhcp.client_frame(message, self.mac)
-        for _attempt in range(1 + self.timing.retries):
+        for attempt in range(1 + self.timing.retries):
+            if attempt:
+                self.notify(
+                    f"no answer to {what} within {self.timing.exchange_timeout:g} s:"
+                    f" sending it again ({attempt}/{self.timing.retries})"
+                )
             self.link.send(frame)
             deadline = self.clock() + self.timing.exchange_timeout
             while (left := deadline - self.clock()) > 0:
@@ -138,6 +145,7 @@ class DhcpClient:
                 dhcp.build_discover(xid, self.mac, hostname=self.hostname),
                 xid,
                 (dhcp.MessageType.OFFER,),
+                "DHCPDISCOVER",
             )
             if got is None:
                 raise LeaseError(
@@ -153,6 +161,7 @@ class DhcpClient:
                 ),
                 xid,
                 (dhcp.MessageType.ACK, dhcp.MessageType.NAK),
+                f"DHCPREQUEST for {offer.yiaddr}",
             )
             if got is None:
                 raise LeaseError(f"no DHCPACK for offered {offer.yiaddr} within {wait:g} s")
@@ -186,6 +195,7 @@ class DhcpClient:
             dhcp.build_request(xid, self.mac, ip, hostname=self.hostname),
             xid,
             (dhcp.MessageType.ACK, dhcp.MessageType.NAK),
+            f"DHCPREQUEST renewing {ip}",
         )
         if got is None:
             return None
