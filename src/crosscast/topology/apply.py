@@ -35,6 +35,7 @@ from crosscast.topology.plan import (
     FileHas,
     FirewallIs,
     HasAddress,
+    Layout,
     LinkExists,
     LinkUp,
     NamespaceExists,
@@ -70,6 +71,23 @@ class StepFailed(Exception):
     pass
 
 
+def _root_layout(
+    topology: Topology, netns_prefix: str | None, state_root: str, needs_root: str
+) -> Layout | None:
+    """The layout to act on, or None after one line on stderr (bad prefix, or not root)."""
+    try:
+        layout = layout_for(
+            topology, netns_prefix, state_root=state_root, kernel_has_8021q=KERNEL_8021Q.exists()
+        )
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return None
+    if os.geteuid() != 0:
+        print(needs_root, file=sys.stderr)
+        return None
+    return layout
+
+
 def apply_topology(
     topology: Topology,
     *,
@@ -86,15 +104,9 @@ def apply_topology(
         for problem in problems:
             print(problem, file=sys.stderr)
         return EXIT_USAGE
-    try:
-        layout = layout_for(
-            topology, netns_prefix, state_root=state_root, kernel_has_8021q=KERNEL_8021Q.exists()
-        )
-    except ValueError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_USAGE
-    if os.geteuid() != 0:
-        print("apply needs root (network namespaces, bridges, iptables)", file=sys.stderr)
+    needs_root = "apply needs root (network namespaces, bridges, iptables)"
+    layout = _root_layout(topology, netns_prefix, state_root, needs_root)
+    if layout is None:
         return EXIT_USAGE
     return _report(execute(plan_apply(topology, layout, leases), out=out), out)
 
@@ -108,15 +120,8 @@ def destroy_topology(
 ) -> int:
     """Remove what apply built for `topology`; 0 when nothing of it is left."""
     out = out or sys.stdout
-    try:
-        layout = layout_for(
-            topology, netns_prefix, state_root=state_root, kernel_has_8021q=KERNEL_8021Q.exists()
-        )
-    except ValueError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_USAGE
-    if os.geteuid() != 0:
-        print("destroy needs root", file=sys.stderr)
+    layout = _root_layout(topology, netns_prefix, state_root, "destroy needs root")
+    if layout is None:
         return EXIT_USAGE
     return _report(execute(plan_destroy(topology, layout), out=out), out)
 
