@@ -101,6 +101,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--plot", metavar="PATH", help="a PNG of delivered rate and p99 vs offered "
                    "rate (needs matplotlib)")  # fmt: skip
     p.add_argument("--logs", metavar="DIR", help="keep relay, generator and sink logs in DIR")
+    p.add_argument("--soak", type=float, default=None, metavar="SECONDS",
+                   help="instead: hold half the usable max (or --rate) for SECONDS through a "
+                   "router relay and a DNS-discovered mesh while a segment flaps and peers come "
+                   "and go every second; then SIGTERM the relays under full load")  # fmt: skip
+    p.add_argument("--rate", type=int, default=None, metavar="PPS",
+                   help="--soak: offer PPS, no search for the usable max first")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -138,12 +144,16 @@ class Interrupted(BaseException):
     """SIGINT/SIGTERM: the lab is torn down on the way out (a BaseException, like Ctrl-C)."""
 
 
-def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+def interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise Interrupted()
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
+    if args.soak is not None:
+        from crosscast.relay.bench import soak  # it builds on this module (Bench, Progress)
+
+        return soak.run(args, out)
     why = testbed.why_not_here()
     if why is not None:
         print(f"crosscast bench: {why}", file=sys.stderr)
@@ -160,9 +170,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if SNOWSIGNAL in systems:
         notes.append(SNOWSIGNAL_NOTE)
     notes.append(f"crosscast's mesh runs on the {args.mesh_on}")
-    machine = _machine()
+    machine = describe_machine()
     progress = Progress(sys.stderr)
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     runs: list[list[SizeResult]] = []
     status = EXIT_OK
     with tempfile.TemporaryDirectory(prefix="crosscast-bench-") as tmp:
@@ -208,7 +218,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return status
 
 
-def _machine() -> dict[str, Any]:
+def describe_machine() -> dict[str, Any]:
     load = os.getloadavg()
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -296,7 +306,7 @@ class Bench:
             running = self.bed.start(system)
             try:
                 self.progress.say(f"{self.label} {system}: {running.description}")
-                self._warm_up(running)
+                self.warm_up(running)
                 results.extend(self._measure(running, size) for size in self.plan.sizes)
             finally:
                 self.bed.stop(running)
@@ -327,7 +337,7 @@ class Bench:
         alive = all(r.alive() for r in running.relays)
         return Trial(delivery, _delta(cpu1, cpu0), tuple(rss), alive)
 
-    def _warm_up(self, running: testbed.Running) -> None:
+    def warm_up(self, running: testbed.Running) -> None:
         """Send until frames cross (ARP, peer discovery, SnowSignal's start-up), then a bit more."""
         deadline = time.monotonic() + WARM_UP_TIMEOUT
         size = self.plan.sizes[0]
@@ -341,9 +351,12 @@ class Bench:
                 raise RuntimeError(f"the relay {dead[0].name} exited:\n{dead[0].tail()}")
         raise RuntimeError(f"{running.system}: no frame crossed in {WARM_UP_TIMEOUT:.0f} s")
 
-    def _measure(self, running: testbed.Running, size: int) -> SizeResult:
-        plan, system = self.plan, running.system
-        where = f"{self.label} {system} {size} B"
+    def search(
+        self, running: testbed.Running, size: int, where: str
+    ) -> tuple[RateSearch, list[Delivery], Trial | None]:
+        """The usable-max search on a running system: the search, its trials and the best
+        passing trial (None when none passed)."""
+        plan = self.plan
         search = RateSearch(
             start=plan.start_rate,
             ceiling=plan.max_rate,
@@ -366,6 +379,12 @@ class Bench:
             self.progress.status(
                 f"{where}: {rate:,} pps {'pass' if passed else 'FAIL'}: {_describe(t.delivery)}"
             )
+        return search, trials, best
+
+    def _measure(self, running: testbed.Running, size: int) -> SizeResult:
+        plan, system = self.plan, running.system
+        where = f"{self.label} {system} {size} B"
+        search, trials, best = self.search(running, size, where)
         self.progress.status(f"{where}: latency at {LATENCY_RATE:,} pps")
         lat = self._trial(running, size, LATENCY_RATE, plan.latency_seconds, plan.settle_seconds)
         result = SizeResult(

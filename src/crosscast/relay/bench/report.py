@@ -343,7 +343,7 @@ def render_targets(
     return "\n".join(lines)
 
 
-def _delivery_json(d: Delivery | None) -> dict[str, Any] | None:
+def delivery_json(d: Delivery | None) -> dict[str, Any] | None:
     if d is None:
         return None
     out = asdict(d)
@@ -355,9 +355,9 @@ def size_result_json(r: SizeResult) -> dict[str, Any]:
     out: dict[str, Any] = {
         k: v for k, v in asdict(r).items() if k not in ("search", "latency", "overload")
     }
-    out["search"] = [_delivery_json(d) for d in r.search]
-    out["latency"] = _delivery_json(r.latency)
-    out["overload"] = _delivery_json(r.overload)
+    out["search"] = [delivery_json(d) for d in r.search]
+    out["latency"] = delivery_json(r.latency)
+    out["overload"] = delivery_json(r.overload)
     return out
 
 

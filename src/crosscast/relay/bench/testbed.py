@@ -206,11 +206,12 @@ def _fit_overlay_mtu(overlay: lab.SwarmOverlay) -> None:
 class Testbed:
     """Both labs under one prefix; `start(system)` brings a system up, `stop` takes it down."""
 
-    def __init__(self, workdir: Path, mesh_on: str = "overlay") -> None:
+    def __init__(self, workdir: Path, mesh_on: str = "overlay", n_vlans: int = 2) -> None:
         if mesh_on not in MESH_ON:
             raise ValueError(f"mesh_on must be one of {MESH_ON}")
         self.workdir = workdir
         self.mesh_on = mesh_on
+        self.n_vlans = n_vlans  # the soak (`bench.soak`) needs four
         self.prefix = lab.unique_prefix(PREFIX_STEM)
         self._vlans: lab.RoutedVlans | None = None
         self._overlay: lab.SwarmOverlay | None = None
@@ -219,7 +220,11 @@ class Testbed:
     def vlans(self) -> lab.RoutedVlans:
         if self._vlans is None:
             self._vlans = lab.RoutedVlans.build(
-                self.prefix, n_vlans=2, hosts_per_vlan=2, relay_hosts=True, base=VLAN_BASE
+                self.prefix,
+                n_vlans=self.n_vlans,
+                hosts_per_vlan=2,
+                relay_hosts=True,
+                base=VLAN_BASE,
             )
         return self._vlans
 
@@ -255,7 +260,7 @@ class Testbed:
         elif system == ROUTER:
             sender, receiver = self.vlans.hosts[1][0], self.vlans.hosts[2][0]
             rule = f"bench from br1 to br2 port {PORT}"
-            relays.append(self._crosscast("router", self.vlans.router, ["--rule", rule]))
+            relays.append(self.crosscast("router", self.vlans.router, ["--rule", rule]))
             where = f"relay in the router: {rule}"
         elif system in (MESH, MESH_SECRET, SNOWSIGNAL):
             sender, receiver, a, b, where = self._mesh_hosts(system)
@@ -270,12 +275,18 @@ class Testbed:
                 if system == SNOWSIGNAL:
                     relays.append(self._snowsignal(name, host.ns, args))
                 else:
-                    relays.append(self._crosscast(name, host.ns, args))
+                    relays.append(self.crosscast(name, host.ns, args))
         else:
             raise ValueError(f"unknown system {system!r}")
         for relay in relays:
             if system != SNOWSIGNAL:  # SnowSignal logs nothing like "ready" at info level
-                self._wait_ready(relay)
+                self.wait_ready(relay)
+        generator, sink = self.workers(system, sender, receiver)
+        return Running(system, where, relays, generator, sink)
+
+    def workers(self, label: str, sender: lab.Host, receiver: lab.Host) -> tuple[Worker, Worker]:
+        """A generator of broadcasts to PORT on the sender's segment, and a sink on the
+        receiver."""
         generator = Worker(
             sender.ns,
             "crosscast.relay.bench.generator",
@@ -289,17 +300,17 @@ class Testbed:
                 "--dst-ip",
                 sender.segment.broadcast,
                 "--port",
-                port,
+                str(PORT),
             ],
-            self.workdir / f"{system}-generator.log",
+            self.workdir / f"{label}-generator.log",
         )
         sink = Worker(
             receiver.ns,
             "crosscast.relay.bench.sink",
-            ["--port", port],
-            self.workdir / f"{system}-sink.log",
+            ["--port", str(PORT)],
+            self.workdir / f"{label}-sink.log",
         )
-        return Running(system, where, relays, generator, sink)
+        return generator, sink
 
     def stop(self, running: Running) -> None:
         running.generator.close()
@@ -315,7 +326,8 @@ class Testbed:
         proc = lab.spawn(ns, ["env", *unset, *argv], log, {"PYTHONUNBUFFERED": "1"})
         return Relay(name, proc, log)
 
-    def _crosscast(self, name: str, ns: str, args: list[str]) -> Relay:
+    def crosscast(self, name: str, ns: str, args: list[str]) -> Relay:
+        """`crosscast relay -ll info ARGS` in `ns`, not waited for (see `wait_ready`)."""
         argv = [sys.executable, "-m", "crosscast", "relay", "-ll", "info", *args]
         return self._spawn(f"crosscast-{name}", ns, argv)
 
@@ -324,7 +336,7 @@ class Testbed:
             f"snowsignal-{name}", ns, [sys.executable, "-m", "snowsignal", "-ll", "info", *args]
         )
 
-    def _wait_ready(self, relay: Relay) -> None:
+    def wait_ready(self, relay: Relay) -> None:
         try:
             lab.wait_for_log(relay.log, READY, START_TIMEOUT, relay.proc)
         except TimeoutError:
