@@ -11,9 +11,16 @@ import socket
 from collections import Counter
 from collections.abc import Iterable
 
+from crosscast.net.packet import SO_SNDBUFFORCE
 from crosscast.relay.capture import DRAIN_LIMIT, SO_RCVBUFFORCE, StartupError, set_buffer
 
 MAX_DATAGRAM = 65535
+# Datagrams to a peer whose address does not answer ARP (a Swarm task that just went away, still
+# in DNS) wait in the kernel's neighbour queue for ~3 s, charged to this one socket, up to
+# net.ipv4.neigh.*.unres_qlen_bytes (208 KiB by default) per such peer. With the default send
+# buffer (also 208 KiB) a single silent peer fills it and every send, to healthy peers too,
+# fails with EAGAIN (found by `crosscast bench --soak`). 4 MiB leaves room for ~18 of them.
+SNDBUF = 4 << 20
 
 
 class MeshSocket:
@@ -26,6 +33,7 @@ class MeshSocket:
             self.sock.close()
             raise StartupError(f"cannot listen on mesh port {port}/udp: {e.strerror}") from None
         set_buffer(self.sock, SO_RCVBUFFORCE, socket.SO_RCVBUF, rcvbuf)
+        set_buffer(self.sock, SO_SNDBUFFORCE, socket.SO_SNDBUF, SNDBUF)
         self.sock.setblocking(False)
         self.counters: Counter[tuple[str, ...]] = Counter()
 

@@ -68,6 +68,7 @@ SETTLE = 0.5  # seconds after the soak's last frame before the sink stops
 TAIL = 3.0  # seconds the generator runs at full rate around the SIGTERMs
 SIGTERM_AFTER = 0.5  # seconds into the tail: the relays are under full load
 DEFAULT_SIZE = 64  # bytes of UDP payload: the most frames per second
+ROUTER, RELAY_B = "crosscast-router", "crosscast-B"  # testbed names the relays crosscast-NAME
 MESH_SENT = "crosscast_mesh_sent_datagrams_total"
 EMITTED = "crosscast_emitted_frames_total"
 SEND_ERRORS = "crosscast_send_errors_total"
@@ -231,7 +232,7 @@ def start_lab(bed: testbed.Testbed) -> Lab:
         f"{FLAPPED} flaps and tasks.{SERVICE} changes every {PERIOD:g} s"
     )
     running = testbed.Running(SYSTEM, description, relays, generator, sink_)
-    where = {name: ns for name, ns, _ in specs}
+    where = {relay.name: ns for relay, (_, ns, _) in zip(relays, specs, strict=True)}
     return Lab(running, v.router, dns, stable, extras, where)
 
 
@@ -601,7 +602,7 @@ def _relay_row(name: str, rss: Rss | None, cpu: float | None, e: Exit | None) ->
     code = "-" if e is None or e.status is None else str(e.status)
     took = _num(None if e is None else e.seconds, "{:.2f}")
     return (
-        f"{name:<7} {cells[0]:>9} {cells[1]:>7} {cells[2]:>7} {cells[3]:>7} {cells[4]:>7} "
+        f"{name:<16} {cells[0]:>9} {cells[1]:>7} {cells[2]:>7} {cells[3]:>7} {cells[4]:>7} "
         f"{_num(cpu, '{:.0f}'):>6} {code:>5} {took:>7}"
     )
 
@@ -617,14 +618,15 @@ def render(r: Result) -> str:
         f"{'p99 ms':>7} {'max ms':>7}",
     ]
     lines += [
-        _window_row(f"{k * WINDOW:g}-{(k + 1) * WINDOW:g}s", d) for k, d in enumerate(r.deliveries)
+        _window_row(f"{k * WINDOW:g}-{k * WINDOW + d.seconds:g}s", d)
+        for k, d in enumerate(r.deliveries)
     ]
     lost = sum(d.lost for d in r.deliveries)
     dups = sum(d.duplicates for d in r.deliveries)
     lines += [
         f"{'all':>9} {r.sent:>9,} {lost:>6,} {dups:>5,}  (sink socket drops {r.sink_drops})",
         "",
-        f"{'relay':<7} {'RSS start':>9} {'warm':>7} {'max':>7} {'end':>7} {'growth':>7} "
+        f"{'relay':<16} {'RSS start':>9} {'warm':>7} {'max':>7} {'end':>7} {'growth':>7} "
         f"{'CPU %':>6} {'exit':>5} {'exit s':>7}",
     ]
     exits = {e.name: e for e in r.exits}
@@ -633,7 +635,7 @@ def render(r: Result) -> str:
         for name, rss in r.rss.items()
     ]
     c = r.churn
-    router, b = r.counters.get("router", []), r.counters.get("B", [])
+    router, b = r.counters.get(ROUTER, []), r.counters.get(RELAY_B, [])
     peers = {s["labels"].get("peer") for s in router if s["name"] == MESH_SENT}
     logged = ", ".join(f"{n} {v}" for n, v in c["peer_changes_logged"].items())
     lines += [
