@@ -54,6 +54,7 @@ from crosscast.relay.bench.report import delivery_json
 from crosscast.relay.bench.stats import Delivery, analyse
 
 SYSTEM = "crosscast-soak"
+PREFIX_STEM = "ccsoak"  # namespaces ccsoakXXXX-*, apart from a `crosscast bench` running too
 SERVICE = "soak"  # the relays' --service-name: peers are tasks.soak
 OTHER_PORT = 5077  # relay C relays this port: a real peer that never carries the measured flow
 METRICS_PORT = 9108  # each relay's /metrics, on 127.0.0.1 of its own namespace
@@ -403,16 +404,17 @@ class Soak:
         self.progress.status("soak: starting the lab and four relays")
         soak_lab = start_lab(self.bed)
         running = soak_lab.running
-        self.progress.say(f"soak: {running.description}")
-        self.bench.warm_up(running)
-        carrier0 = carrier_changes(soak_lab.router_ns, FLAPPED)
         churn = Churn(soak_lab)
-        churn.start()
         try:
+            self.progress.say(f"soak: {running.description}")
+            self.bench.warm_up(running)
+            carrier0 = carrier_changes(soak_lab.router_ns, FLAPPED)
+            churn.start()
             return self._soak(soak_lab, churn, carrier0)
         finally:
             if churn.is_alive():
                 churn.stop()
+            self.bed.stop(running)  # the generator and sink (the relays have exited)
 
     def _soak(self, soak_lab: Lab, churn: Churn, carrier0: int | None) -> Result:
         running, size = soak_lab.running, self.size
@@ -490,7 +492,7 @@ class Soak:
             counters=counters,
             exits=exits,
             died=died,
-            churn=self._churn_seen(churn, carrier0, carrier1, running.relays),
+            churn=self._churn_seen(soak_lab, churn, carrier0, carrier1),
             warm_up=warm_up,
         )
 
@@ -503,11 +505,18 @@ class Soak:
 
     @staticmethod
     def _churn_seen(
-        churn: Churn, carrier0: int | None, carrier1: int | None, relays: Sequence[testbed.Relay]
+        soak_lab: Lab, churn: Churn, carrier0: int | None, carrier1: int | None
     ) -> dict[str, Any]:
         """What churn happened, counted by the soak, the kernel and the relays' own logs."""
-        logs = {r.name: r.log.read_text(errors="replace") for r in relays}
+        logs = {r.name: r.log.read_text(errors="replace") for r in soak_lab.running.relays}
         return {
+            "peers": dict(
+                zip(
+                    ("router", "B", "C", "silent", "unrouted"),
+                    soak_lab.stable + soak_lab.extras,
+                    strict=True,
+                )
+            ),
             "flaps": churn.flaps,
             "peer_sets": churn.peer_sets,
             "flap_errors": churn.errors,
@@ -552,7 +561,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="crosscast-soak-") as tmp:
         workdir = Path(args.logs) if args.logs else Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        bed = testbed.Testbed(workdir, n_vlans=4)
+        bed = testbed.Testbed(workdir, n_vlans=4, stem=PREFIX_STEM)
         progress.say(f"crosscast bench --soak: namespaces {bed.prefix}-*, load {machine['load']}")
         try:
             result = Soak(bed, progress, args.soak, args.rate, sizes[0], plan).run()

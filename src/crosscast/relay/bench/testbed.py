@@ -206,13 +206,15 @@ def _fit_overlay_mtu(overlay: lab.SwarmOverlay) -> None:
 class Testbed:
     """Both labs under one prefix; `start(system)` brings a system up, `stop` takes it down."""
 
-    def __init__(self, workdir: Path, mesh_on: str = "overlay", n_vlans: int = 2) -> None:
+    def __init__(
+        self, workdir: Path, mesh_on: str = "overlay", n_vlans: int = 2, stem: str = PREFIX_STEM
+    ) -> None:
         if mesh_on not in MESH_ON:
             raise ValueError(f"mesh_on must be one of {MESH_ON}")
         self.workdir = workdir
         self.mesh_on = mesh_on
         self.n_vlans = n_vlans  # the soak (`bench.soak`) needs four
-        self.prefix = lab.unique_prefix(PREFIX_STEM)
+        self.prefix = lab.unique_prefix(stem)
         self._vlans: lab.RoutedVlans | None = None
         self._overlay: lab.SwarmOverlay | None = None
 
