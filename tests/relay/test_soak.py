@@ -90,3 +90,15 @@ def test_metric_sums_the_samples_with_the_labels() -> None:
     assert soak.metric(samples, "m") == 5.0
     assert soak.metric(samples, "m", peer="b") == 3.0
     assert soak.metric(samples, "x") == 0.0
+
+
+def _kd(value: float, relay: str = soak.ROUTER) -> dict[str, list[dict[str, object]]]:
+    sample = {"name": "crosscast_kernel_drops_total", "labels": {"interface": "br1"}}
+    return {relay: [{**sample, "value": value}]}
+
+
+def test_lost_frames_are_placed_by_what_the_counters_grew() -> None:
+    places = soak.loss_places(10, _kd(100.0), _kd(107.0), "10.0.0.2", sink_drops=1)
+    assert places["router capture ring"] == 7  # the search's drops before the soak do not count
+    assert places["sink socket"] == 1
+    assert places["not counted (B's mesh socket?)"] == 2

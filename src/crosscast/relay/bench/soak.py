@@ -181,6 +181,33 @@ def problems(
     return out
 
 
+def loss_places(
+    lost: int,
+    before: dict[str, list[dict[str, Any]]],
+    after: dict[str, list[dict[str, Any]]],
+    b_ip: str,
+    sink_drops: int,
+) -> dict[str, int]:
+    """Where the soak's lost frames went, from the relays' counters at its start and end: the
+    router relay's capture ring (PACKET_STATISTICS), its sends to B, the sink's socket; the
+    rest was not counted by anyone (B's mesh socket buffer has no counter)."""
+
+    def grew(relay: str, name: str, **labels: str) -> int:
+        return round(
+            metric(after.get(relay, []), name, **labels)
+            - metric(before.get(relay, []), name, **labels)
+        )
+
+    places = {
+        "router capture ring": grew(ROUTER, "crosscast_kernel_drops_total", interface="br1"),
+        "router mesh sends to B": grew(ROUTER, "crosscast_mesh_send_errors_total", peer=b_ip),
+        "B capture ring": grew(RELAY_B, "crosscast_kernel_drops_total"),
+        "sink socket": sink_drops,
+    }
+    places["not counted (B's mesh socket?)"] = max(0, lost - sum(places.values()))
+    return places
+
+
 def metric(samples: Sequence[dict[str, Any]], name: str, **labels: str) -> float:
     """The sum of the samples called `name` whose labels include `labels`."""
     return sum(
@@ -362,6 +389,7 @@ class Result:
     rss_samples: dict[str, list[float]]
     cpu_percent: dict[str, float | None]
     counters: dict[str, list[dict[str, Any]]]
+    losses: dict[str, int]  # lost frames by where they were dropped (`loss_places`)
     exits: list[Exit]
     died: list[str]
     churn: dict[str, Any]
@@ -433,6 +461,7 @@ class Soak:
         records = self.bed.workdir / "soak-records.bin"
         running.sink.ask(f"start {run_id}")
         warm_up = max(5, round(self.seconds * WARM_UP_FRACTION))
+        counters0 = {name: scrape(ns) for name, ns in soak_lab.where.items()}
         cpu0 = dict(zip([r.name for r in running.relays], running.cpu(), strict=True))
         start = time.monotonic()
         gen = Background(
@@ -465,6 +494,10 @@ class Soak:
         stopped = running.sink.ask(f"stop {records}")
         seqs, latencies = sink.read_records(records)
         deliveries = windows(rate, int(sent["sent"]), WINDOW, seqs, latencies)
+        lost = sum(d.lost for d in deliveries)
+        places = loss_places(
+            lost, counters0, counters, soak_lab.stable[1], int(stopped["socket_drops"])
+        )
         self.progress.status(f"soak: SIGTERM to every relay at {full_rate:,} pps")
         tail = Background(
             running.generator,
@@ -490,6 +523,7 @@ class Soak:
             rss_samples=samples,
             cpu_percent=cpu,
             counters=counters,
+            losses=places,
             exits=exits,
             died=died,
             churn=self._churn_seen(soak_lab, churn, carrier0, carrier1),
@@ -632,8 +666,10 @@ def render(r: Result) -> str:
     ]
     lost = sum(d.lost for d in r.deliveries)
     dups = sum(d.duplicates for d in r.deliveries)
+    places = ", ".join(f"{k} {v:,}" for k, v in r.losses.items() if v)
     lines += [
-        f"{'all':>9} {r.sent:>9,} {lost:>6,} {dups:>5,}  (sink socket drops {r.sink_drops})",
+        f"{'all':>9} {r.sent:>9,} {lost:>6,} {dups:>5,}"
+        + (f"  (lost in: {places})" if lost else ""),
         "",
         f"{'relay':<16} {'RSS start':>9} {'warm':>7} {'max':>7} {'end':>7} {'growth':>7} "
         f"{'CPU %':>6} {'exit':>5} {'exit s':>7}",
@@ -688,6 +724,7 @@ def to_json(r: Result, machine: dict[str, Any]) -> dict[str, Any]:
         "duplicates": sum(d.duplicates for d in r.deliveries),
         "reordered": sum(d.reordered for d in r.deliveries),
         "sink_drops": r.sink_drops,
+        "losses": r.losses,
         "windows": [delivery_json(d) for d in r.deliveries],
         "rss": {
             n: None if v is None else {**asdict(v), "growth": v.growth, "flat": v.flat}
