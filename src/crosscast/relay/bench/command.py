@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -144,7 +144,7 @@ class Interrupted(BaseException):
     """SIGINT/SIGTERM: the lab is torn down on the way out (a BaseException, like Ctrl-C)."""
 
 
-def interrupt(_signum: int, _frame: FrameType | None) -> None:
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise Interrupted()
 
 
@@ -172,30 +172,19 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     notes.append(f"crosscast's mesh runs on the {args.mesh_on}")
     machine = describe_machine()
     progress = Progress(sys.stderr)
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     runs: list[list[SizeResult]] = []
-    status = EXIT_OK
     with tempfile.TemporaryDirectory(prefix="crosscast-bench-") as tmp:
         workdir = Path(args.logs) if args.logs else Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         bed = testbed.Testbed(workdir, args.mesh_on)
         progress.say(f"crosscast bench: namespaces {bed.prefix}-*, load {machine['load']}")
-        try:
+
+        def measure() -> None:
             for n in range(args.runs):
                 bench = Bench(bed, plan, progress, f"run {n + 1}/{args.runs}")
                 runs.append(bench.run(systems))
-        except Interrupted:
-            progress.say("interrupted: cleaning up")
-            status = 130
-        except (OSError, RuntimeError, subprocess.SubprocessError) as e:
-            progress.say(f"crosscast bench: failed: {e}")
-            status = EXIT_FAILED
-        finally:
-            for sig in previous:
-                signal.signal(sig, signal.SIG_IGN)
-            bed.teardown()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+
+        status = run_in_lab(bed, progress, "crosscast bench", measure)
     progress.done()
     if not runs or not runs[0]:
         return status or EXIT_FAILED
@@ -216,6 +205,30 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         else:
             print("plot: matplotlib is not installed, no plot written", file=out)
     return status
+
+
+def run_in_lab(
+    bed: testbed.Testbed, progress: Progress, label: str, body: Callable[[], None]
+) -> int:
+    """Run `body` with SIGINT/SIGTERM raising Interrupted, then tear the lab down (with both
+    signals ignored meanwhile, so a second Ctrl-C cannot leave namespaces behind); the exit
+    status: 0, 130 when interrupted, EXIT_FAILED (said on `progress`) when the lab failed."""
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        body()
+    except Interrupted:
+        progress.say("interrupted: cleaning up")
+        return 130
+    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+        progress.say(f"{label}: failed: {e}")
+        return EXIT_FAILED
+    finally:
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
+        bed.teardown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return EXIT_OK
 
 
 def describe_machine() -> dict[str, Any]:

@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -587,33 +586,20 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     )
     machine = command.describe_machine()
     progress = command.Progress(sys.stderr)
-    previous = {
-        sig: signal.signal(sig, command.interrupt) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
-    result: Result | None = None
-    status_code = command.EXIT_OK
+    results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="crosscast-soak-") as tmp:
         workdir = Path(args.logs) if args.logs else Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         bed = testbed.Testbed(workdir, n_vlans=4, stem=PREFIX_STEM)
         progress.say(f"crosscast bench --soak: namespaces {bed.prefix}-*, load {machine['load']}")
-        try:
-            result = Soak(bed, progress, args.soak, args.rate, sizes[0], plan).run()
-        except command.Interrupted:
-            progress.say("interrupted: cleaning up")
-            status_code = 130
-        except (OSError, RuntimeError, subprocess.SubprocessError) as e:
-            progress.say(f"crosscast bench --soak: failed: {e}")
-            status_code = command.EXIT_FAILED
-        finally:
-            for sig in previous:
-                signal.signal(sig, signal.SIG_IGN)
-            bed.teardown()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        soak = Soak(bed, progress, args.soak, args.rate, sizes[0], plan)
+        status_code = command.run_in_lab(
+            bed, progress, "crosscast bench --soak", lambda: results.append(soak.run())
+        )
     progress.done()
-    if result is None:
+    if not results:
         return status_code or command.EXIT_FAILED
+    result = results[0]
     machine["load_after"] = command.describe_machine()["load"]
     print(render(result), file=out)
     if args.json:
