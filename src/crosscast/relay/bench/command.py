@@ -107,6 +107,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                    "and go every second; then SIGTERM the relays under full load")  # fmt: skip
     p.add_argument("--rate", type=int, default=None, metavar="PPS",
                    help="--soak: offer PPS, no search for the usable max first")  # fmt: skip
+    p.add_argument("--no-churn", action="store_true",
+                   help="--soak: nothing flaps, the peers stay (a control run)")  # fmt: skip
     p.set_defaults(func=run)
 
 

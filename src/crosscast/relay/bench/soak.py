@@ -312,7 +312,8 @@ class Churn(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
-        self.join()
+        if self.ident is not None:  # started (a control run never starts it)
+            self.join()
 
 
 def terminate(relays: Sequence[testbed.Relay]) -> list[Exit]:
@@ -419,7 +420,9 @@ class Soak:
         rate: int | None,
         size: int,
         plan: command.Plan,
+        churn: bool = True,
     ) -> None:
+        self.churn = churn  # False: the control run, the same soak with nothing flapping
         self.bed = bed
         self.progress = progress
         self.seconds = seconds
@@ -436,7 +439,8 @@ class Soak:
             self.progress.say(f"soak: {running.description}")
             self.bench.warm_up(running)
             carrier0 = carrier_changes(soak_lab.router_ns, FLAPPED)
-            churn.start()
+            if self.churn:
+                churn.start()
             return self._soak(soak_lab, churn, carrier0)
         finally:
             if churn.is_alive():
@@ -592,7 +596,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         workdir.mkdir(parents=True, exist_ok=True)
         bed = testbed.Testbed(workdir, n_vlans=4, stem=PREFIX_STEM)
         progress.say(f"crosscast bench --soak: namespaces {bed.prefix}-*, load {machine['load']}")
-        soak = Soak(bed, progress, args.soak, args.rate, sizes[0], plan)
+        soak = Soak(bed, progress, args.soak, args.rate, sizes[0], plan, not args.no_churn)
         status_code = command.run_in_lab(
             bed, progress, "crosscast bench --soak", lambda: results.append(soak.run())
         )
