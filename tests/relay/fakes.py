@@ -86,6 +86,14 @@ class FakeMesh(_Wakeable):
         self.sent.extend((datagram, peer) for peer in sorted(peers))
 
 
+class FakeWatch(_Wakeable):
+    """The address watch: `wake()` it after changing the host's interfaces."""
+
+    def drain(self) -> bool:
+        self._drain()
+        return True
+
+
 class FakeResolver:
     def __init__(self, answers: dict[str, list[str]] | None = None) -> None:
         self.answers = answers or {}
@@ -107,6 +115,7 @@ class FakeHost:
     programs: dict[str, Sequence[Instruction]] = field(default_factory=dict)
     indexes: dict[str, int] = field(default_factory=dict)
     fail_mesh: bool = False
+    watch: FakeWatch | None = None
 
     def interfaces(self) -> list[str]:
         return list(self.nics) if self.names is None else list(self.names)
@@ -144,3 +153,7 @@ class FakeHost:
 
     def resolver(self) -> FakeResolver:
         return self.dns
+
+    def open_address_watch(self) -> FakeWatch:
+        self.watch = FakeWatch()
+        return self.watch

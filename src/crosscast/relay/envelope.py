@@ -67,9 +67,16 @@ KIND_FRAME = 1  # body = an Ethernet frame to relay
 KIND_PROBE = 2  # body = the sender's mesh port (segment probe)
 KIND_BATCH = 3  # body = (u16 length + Ethernet frame) repeated, one or more times
 KINDS = frozenset({KIND_FRAME, KIND_PROBE, KIND_BATCH})
-# 1500-byte path MTU - 20 (IPv4) - 8 (UDP) - 50 (VXLAN: outer Ethernet, IPv4, UDP, VXLAN), so a
-# batch is never fragmented, on a Docker overlay network either.
-MESH_DATAGRAM_MAX = 1500 - 20 - 8 - 50
+
+
+def mesh_datagram_max(path_mtu: int = 1500) -> int:
+    """The largest mesh datagram (UDP payload) for a path MTU of `path_mtu`: minus 20 (IPv4),
+    8 (UDP) and 50 (VXLAN: outer Ethernet, IPv4, UDP, VXLAN), so a datagram is never
+    fragmented, on a Docker overlay network either."""
+    return path_mtu - 20 - 8 - 50
+
+
+MESH_DATAGRAM_MAX = mesh_datagram_max(1500)
 HOP_LIMIT = 4  # above it the codec rejects the datagram; at it the engine drops it
 TAG_LEN = 32  # HMAC-SHA256 digest size
 FLAG_TAG = 0x01

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from crosscast.net.bpf import Instruction
 from crosscast.relay import capture
+from crosscast.relay.addrwatch import AddressWatch
 from crosscast.relay.discovery import DnsResolver, Resolver
 from crosscast.relay.engine import Captured, Interface
 from crosscast.relay.mesh import MeshSocket
@@ -53,6 +54,15 @@ class MeshPort(Protocol):
     def close(self) -> None: ...
 
 
+class WatchPort(Protocol):
+    """Readable when addresses or links change (addrwatch.AddressWatch)."""
+
+    @property
+    def sock(self) -> HasFileno: ...
+    def drain(self) -> bool: ...
+    def close(self) -> None: ...
+
+
 class Host(Protocol):
     """Interfaces, sockets and name resolution, as the service needs them."""
 
@@ -86,6 +96,11 @@ class Host(Protocol):
         """The DNS resolver for peer discovery."""
         ...
 
+    def open_address_watch(self) -> WatchPort | None:
+        """A socket that wakes on address and link changes; None where there is none (the
+        service then notices them on its periodic interface check)."""
+        ...
+
 
 class SystemHost:
     """The real machine: ioctls and AF_PACKET sockets (capture.py), the mesh socket, DNS."""
@@ -115,3 +130,9 @@ class SystemHost:
 
     def resolver(self) -> Resolver:
         return DnsResolver()
+
+    def open_address_watch(self) -> WatchPort | None:
+        try:
+            return AddressWatch()
+        except OSError:
+            return None

@@ -71,6 +71,15 @@ COUNTERS: dict[str, Spec] = {
     "mesh_received": Spec(
         "crosscast_mesh_received_datagrams", ("peer",), "Datagrams received from the mesh."
     ),
+    "rule_dropped": Spec(
+        "crosscast_rule_dropped_frames",
+        ("rule", "reason"),
+        "Frames a rule matched but did not relay (rate-limit), by rule and reason.",
+    ),
+    "reloads": Spec("crosscast_reloads", (), "Configurations reloaded on SIGHUP."),
+    "reload_failures": Spec(
+        "crosscast_reload_failures", (), "SIGHUP reloads refused (the old configuration stays)."
+    ),
     "mesh_sent": Spec("crosscast_mesh_sent_datagrams", ("peer",), "Datagrams sent, by peer."),
     "mesh_send_errors": Spec(
         "crosscast_mesh_send_errors", ("peer",), "Datagrams that could not be sent, by peer."
