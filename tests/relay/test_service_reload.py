@@ -209,3 +209,11 @@ def test_what_a_replaced_capture_had_queued_is_relayed_before_it_closes() -> Non
     assert run(rt, rt.reload) is True
     assert old.closed
     assert len(rt.ports["eth2"].sent) == 1  # type: ignore[attr-defined]
+
+
+def test_the_reload_log_names_only_the_rules_that_changed(caplog: pytest.LogCaptureFixture) -> None:
+    rt, set_rules = reloading(host(), GPS, SENSORS)
+    set_rules(GPS, "sensors from eth0 to eth2 port 6001")
+    with caplog.at_level(logging.INFO, logger="crosscast"):
+        assert run(rt, rt.reload) is True
+    assert "(added none; removed none; changed sensors)" in caplog.text

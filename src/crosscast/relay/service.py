@@ -574,8 +574,8 @@ class Runtime:
 
 
 def _same(a: Rule, b: Rule) -> bool:
-    """False when two versions of a rule differ in more than where they were read from."""
-    return dataclasses.replace(a, origin="") != dataclasses.replace(b, origin="")
+    """Whether two versions of a rule differ in nothing but where they were read from."""
+    return dataclasses.replace(a, origin="") == dataclasses.replace(b, origin="")
 
 
 def errno_name(e: OSError) -> str:

@@ -316,8 +316,10 @@ class Testbed:
         return Relay(name, proc, log)
 
     def _crosscast(self, name: str, ns: str, args: list[str]) -> Relay:
-        argv = [sys.executable, "-m", "crosscast", "relay", "-ll", "info", *args]
-        return self._spawn(f"crosscast-{name}", ns, argv)
+        # --egress-rate 0: the bench measures the data path, not the storm cap per interface
+        # (20,000 frames/s by default), which would otherwise cap every rate above it.
+        argv = [sys.executable, "-m", "crosscast", "relay", "-ll", "info", "--egress-rate", "0"]
+        return self._spawn(f"crosscast-{name}", ns, [*argv, *args])
 
     def _snowsignal(self, name: str, ns: str, args: list[str]) -> Relay:
         return self._spawn(
