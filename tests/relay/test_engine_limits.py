@@ -16,6 +16,7 @@ from tests.relay.test_engine import (
     bcast,
     capture,
     emits,
+    envelope,
     iface,
     mesh,
     mesh_datagrams,
@@ -201,3 +202,55 @@ def test_fragments_cross_the_mesh_and_reassemble_on_the_far_segment() -> None:
 def test_a_frame_within_the_mesh_limit_is_one_datagram() -> None:
     a, _ = mesh_pair()
     assert len(capture(a, "eth0", bcast(port=10110, payload=b"s"), NOW).datagrams) == 1
+
+
+# -- on the fast path: drains, cached decisions, reloads ---------------------------------------
+
+
+def test_a_refused_frame_in_a_drain_leaves_the_rest_of_the_drain_relayed() -> None:
+    r = router()
+    drain = [(bcast(port=9000, payload=b"f%d" % i), 0) for i in range(8)]
+    drain += [(bcast(port=9001, payload=b"q%d" % i), 0) for i in range(8)]
+    out = emits(r.on_capture("eth0", drain, NOW))
+    assert [e.interface for e in out] == ["eth2"] * 5 + ["eth3"] * 8
+
+
+def test_rate_limit_counts_survive_the_decisions_being_worked_out_anew() -> None:
+    r = router()
+    feed(r, 9000, 10)
+    r.update_interface(ROUTER_IFACES[1])  # forgets the cached decisions
+    feed(r, 9000, 10)
+    assert r.counters["rule_dropped", "flood", Drop.RATE_LIMIT] == 15
+    assert r.counters["rule", "flood"] == 5
+
+
+def test_a_reload_that_changes_a_limit_starts_its_bucket_afresh() -> None:
+    r = router()
+    feed(r, 9000, 5)
+    r.update_rules(RuleTable(parse_rules_text(LIMITED_RULES.replace("burst 5", "burst 3"), "t")))
+    assert len(feed(r, 9000, 5)) == 3
+
+
+def test_the_egress_cap_applies_to_frames_from_the_mesh_too() -> None:
+    rules = "in from mesh to eth2 port 9000"
+    r = router(rules, egress_rate=10)  # burst: one frame
+    datagrams = [envelope(bcast(port=9000, payload=b"%d" % n), seq=n) for n in range(3)]
+    out = [e for d in datagrams for e in emits(mesh(r, d, NOW))]
+    assert len(out) == 1
+    assert r.counters["dropped", Drop.RATE_LIMIT] == 2
+
+
+def test_fragments_held_for_decisions_a_reload_forgets_are_counted_not_sent() -> None:
+    r = router(FRAGMENT_RULES)
+    first, second, third = fragments()
+    capture(r, "eth0", first, NOW)
+    r.update_rules(RuleTable(parse_rules_text("other from eth0 to eth3 port 9", "new")))
+    assert emits(capture(r, "eth0", second, NOW)) == []  # held: its first is forgotten
+    r.on_tick(NOW + 3)
+    assert r.counters["dropped", Drop.FRAGMENT_TIMEOUT] == 1
+
+
+def test_an_interface_a_reload_removed_is_no_longer_an_egress_or_probed() -> None:
+    r = router("a from eth0 to eth2 port 9000")
+    r.remove_interface("eth3")
+    assert [name for name, _ in r.on_tick(NOW).emits] == ["eth0", "eth2"]

@@ -724,7 +724,8 @@ class Relay:
             # datagram over the path MTU.
             return [encode_snowsignal(frame) for frame in frames]
         budget = self._budget
-        if max(map(len, frames)) > budget:
+        # (a drain of one is the common case: spare it building the map)
+        if len(frames[0]) > budget if len(frames) == 1 else max(map(len, frames)) > budget:
             # A frame a datagram cannot carry leaves as IPv4 fragments that each fit one, so no
             # mesh datagram needs IP fragmentation of its own (which an underlay or a stateful
             # firewall may drop); the far side's receivers reassemble them.

@@ -33,8 +33,9 @@ crosscast format (all integers big-endian; the header is 32 bytes)::
 A BATCH carries the frames one relay captured in one wake-up for the mesh, so that a burst
 costs one datagram, one system call per peer and one HMAC instead of one per frame. The sender
 never waits to fill one: it batches only what one drain already holds, keeps each datagram at
-or under MESH_DATAGRAM_MAX (a 1500-byte path MTU minus IPv4, UDP and a VXLAN overlay's 50
-bytes), and sends a lone frame, or one too large to share a datagram, as a FRAME. A BATCH whose
+or under mesh_datagram_max(--mesh-mtu) (MESH_DATAGRAM_MAX for a 1500-byte path MTU: minus
+IPv4, UDP and a VXLAN overlay's 50 bytes), and sends a lone frame as a FRAME; the engine first
+cuts a frame too large for one datagram into IPv4 fragments that fit. A BATCH whose
 lengths do not add up exactly to its body is dropped whole ("bad-batch"); each frame in a good
 one is then validated on its own, like the body of a FRAME. The SnowSignal format has no batch:
 it stays one frame per datagram.
