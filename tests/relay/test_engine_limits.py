@@ -242,7 +242,7 @@ def test_the_egress_cap_applies_to_frames_from_the_mesh_too() -> None:
 
 def test_fragments_held_for_decisions_a_reload_forgets_are_counted_not_sent() -> None:
     r = router(FRAGMENT_RULES)
-    first, second, third = fragments()
+    first, second, _ = fragments()
     capture(r, "eth0", first, NOW)
     r.update_rules(RuleTable(parse_rules_text("other from eth0 to eth3 port 9", "new")))
     assert emits(capture(r, "eth0", second, NOW)) == []  # held: its first is forgotten
