@@ -353,12 +353,6 @@ def test_a_renumbered_egress_gets_its_new_broadcast_address_within_a_second(
 # -- churn -------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="main's RX ring capture (relay/capture.py, net/ring.py) stops receiving on br1 after "
-    "a link flap under a flood (captured stops, kernel_drops grows); the same with main's "
-    "engine and service. Remove this mark with the fix.",
-)
 def test_link_flaps_and_peer_churn_under_load_leave_it_relaying_with_flat_rss(
     vlans: lab.RoutedVlans, sockets: Sockets, tmp_path: Path
 ) -> None:

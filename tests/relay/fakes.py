@@ -47,8 +47,13 @@ class FakePort(_Wakeable):
         self.queued: list[tuple[bytes, int]] = []  # (frame, tp_status)
         self.sent: list[bytes] = []
         self.error: OSError | None = None  # raised by the next receive()
+        self.pending_error = 0  # what the next take_error() reports (an errno)
         self.kernel_dropped = 0  # what the next kernel_drops() reports
         self.too_long = 0
+
+    def take_error(self) -> int:
+        err, self.pending_error = self.pending_error, 0
+        return err
 
     def kernel_drops(self) -> tuple[int, int]:
         out = (self.kernel_dropped, self.too_long)

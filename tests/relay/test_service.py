@@ -247,6 +247,24 @@ def test_a_receive_error_is_counted_and_the_reader_armed_again() -> None:
     assert rt.counters["dropped", "capture-enetdown"] == 1
 
 
+def test_an_interface_check_reads_a_pending_error_and_arms_the_reader_again() -> None:
+    # uvloop closes a reader whose descriptor reported POLLERR (a link going down); under
+    # traffic no empty drain reads the error, so the interface check must re-arm the port.
+    rt = runtime(*ROUTER)
+    port = rt.ports["eth0"]
+    port.pending_error = 100  # type: ignore[attr-defined]  # ENETDOWN
+
+    async def check() -> bool:
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(port.sock.fileno())  # what uvloop did on POLLERR
+        rt.check_interfaces()
+        return loop.remove_reader(port.sock.fileno())
+
+    assert asyncio.run(check()) is True
+    assert rt.counters["dropped", "capture-enetdown"] == 1
+    assert port.take_error() == 0
+
+
 # -- interfaces that go away and come back ------------------------------------------------------
 
 

@@ -177,10 +177,14 @@ class PacketPort:
         which no receive call would otherwise clear: it is read here and raised."""
         frames = self.ring.drain(DRAIN_LIMIT)
         if not frames:
-            err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            err = self.take_error()
             if err:
                 raise OSError(err, os.strerror(err))
         return frames
+
+    def take_error(self) -> int:
+        """The socket's pending error (an errno, 0 for none); reading it clears it."""
+        return self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
 
     def send(self, frame: bytes | bytearray) -> None:
         self.sock.send(frame)

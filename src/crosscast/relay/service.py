@@ -221,10 +221,7 @@ class Runtime:
             # ENETDOWN once when the link goes down; the kernel re-hooks the socket when it
             # comes back. A deleted interface is noticed by the watcher, which re-opens.
             self.counters["dropped", f"capture-{errno_name(e)}"] += 1
-            # uvloop (libuv) stops polling a descriptor that reported POLLERR: arm it again.
-            loop = asyncio.get_running_loop()
-            loop.remove_reader(port.sock.fileno())
-            loop.add_reader(port.sock.fileno(), self.on_port_readable, port)
+            self._rearm(port)
             return
         if not frames:
             return
@@ -332,6 +329,7 @@ class Runtime:
             port = self.ports.get(name)
             index = self.host.interface_index(name)
             if port is not None and index == port.index:
+                self._rearm(port, clear_error=True)
                 self._check_address(name)
                 continue
             if port is not None:
@@ -339,6 +337,22 @@ class Runtime:
                 log.warning("interface %s went away; waiting for it to come back", name)
             if index is not None:
                 self._reopen(name)
+
+    def _rearm(self, port: CapturePort, *, clear_error: bool = False) -> None:
+        """Watch the port's descriptor afresh. uvloop (libuv) closes a reader whose descriptor
+        reported POLLERR, which a packet socket does when its link goes down (ENETDOWN): when
+        frames keep the ring busy, no empty drain reads the error and re-arms, and the capture
+        would stay unread after the flap. So every interface check also reads (and clears) a
+        pending error, counted, and arms the reader again: two epoll_ctl calls."""
+        if clear_error:
+            err = port.take_error()
+            if err:
+                self.counters[
+                    "dropped", f"capture-{errno_name(OSError(err, os.strerror(err)))}"
+                ] += 1
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(port.sock.fileno())
+        loop.add_reader(port.sock.fileno(), self.on_port_readable, port)
 
     def _check_address(self, name: str) -> None:
         try:
