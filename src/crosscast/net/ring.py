@@ -20,11 +20,17 @@ Geometry, chosen for bursts, not backlog (DEFAULT_RX_GEOMETRY):
   fits; the kernel strips the tag into `tp_vlan_tci` anyway. A larger frame (jumbo, GRO) is
   truncated by the kernel (tp_snaplen < tp_len; TP_STATUS_COPY only if PACKET_COPY_THRESH is set,
   which we never do): `drain` skips it and counts it in `RxRing.truncated`, never half a frame.
-- 1024 frames in 16 KiB blocks (order-2 allocations, which the kernel finds even on a fragmented
-  machine; 8 frames a block, 128 blocks, 2 MiB). 1024 frames are 10 ms at 100k pps and 20 ms of
-  work at a 50k pps relay: once the relay falls behind by that much the kernel drops (and counts)
-  instead of queueing for hundreds of milliseconds as an 8 MiB SO_RCVBUF did. SO_RCVBUF does not
-  bound the ring at all (only the copy path checks it).
+- 512 frames in 16 KiB blocks (order-2 allocations, which the kernel finds even on a fragmented
+  machine; 8 frames a block, 64 blocks, 1 MiB). The number of frames is the latency bound: a
+  full ring is 512 frames of work ahead of the newest one, 5 ms at a relay doing 100k pps and
+  10 ms at 50k, and once the relay falls behind by that much the kernel drops (and counts)
+  instead of queueing for hundreds of milliseconds as an 8 MiB SO_RCVBUF did. It is also more
+  than the relay's longest scheduling gap on a busy 2-core machine at its usable rate (8 ms at
+  64k pps: a few CFS time slices of the other processes). SO_RCVBUF does not bound the ring at
+  all (only the copy path checks it). The whole mapping counts in the relay's RSS from the
+  start, touched or not (the kernel maps its pages in at mmap time), which is why the ring is
+  sized in frames and not generously in megabytes: 1024 slots (2 MiB) added a twelfth to the
+  relay's RSS and nothing measurable to its usable rate.
 - TPACKET_V2, not V3: V2 wakes the reader per frame at low rates (latency of the kernel path) and
   lets one drain take everything queued at high rates; V3 hands over whole blocks on a block
   timeout (>= 1 ms of added latency at low rates) to save wake-ups we do not pay for anyway.
@@ -208,7 +214,7 @@ def ring_geometry(frames: int, frame_size: int = 2048, block_size: int = 4 * PAG
     return Geometry(frame_size=frame_size, frame_nr=blocks * per_block, block_size=block_size)
 
 
-DEFAULT_RX_GEOMETRY = ring_geometry(1024)  # see the module docstring: bursts, not backlog
+DEFAULT_RX_GEOMETRY = ring_geometry(512)  # see the module docstring: bursts, not backlog
 DEFAULT_TX_GEOMETRY = ring_geometry(256)  # more than one drain's frames for one egress
 
 

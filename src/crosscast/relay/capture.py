@@ -59,7 +59,7 @@ SIOCGIFNETMASK = 0x891B  # linux/sockios.h
 SIOCGIFHWADDR = 0x8927  # linux/sockios.h
 SIOCGIFMTU = 0x8921  # linux/sockios.h
 DRAIN_LIMIT = 256  # frames per wake-up before yielding to the other sockets
-RING_BYTES = DEFAULT_RX_GEOMETRY.size  # 2 MiB: 1024 slots for a 1500-byte MTU
+RING_BYTES = DEFAULT_RX_GEOMETRY.size  # 1 MiB: 512 slots for a 1500-byte MTU
 _VLAN_TAG = 4  # an 802.1Q tag the kernel did not strip
 
 
@@ -91,7 +91,7 @@ def read_interface(name: str) -> Interface:
 
 def ring_for(mtu: int) -> Geometry:
     """The RX ring for an interface of this MTU: slots that hold a whole frame, in the same
-    2 MiB as the default ring (1024 slots at a 1500-byte MTU, a few ms of traffic at the
+    1 MiB as the default ring (512 slots at a 1500-byte MTU, a few ms of traffic at the
     relay's maximum: a burst, not a backlog). A jumbo MTU gets fewer, larger slots rather than
     frames the ring would have to cut (a cut frame is dropped and counted as too long)."""
     need = RX_DATA_OFFSET + 14 + _VLAN_TAG + mtu

@@ -23,19 +23,26 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crosscast.net.bpf import CaptureSpec, capture_program
 from crosscast.net.frames import LIMITED_BROADCAST
-from crosscast.relay import READY, logformat, metrics, protocols, sdnotify
+from crosscast.relay import READY, logformat, protocols, sdnotify
 from crosscast.relay import settings as config
 from crosscast.relay.capture import StartupError
-from crosscast.relay.discovery import Discovery
+from crosscast.relay.discovery import Discovery, LazyResolver, needs_dns
 from crosscast.relay.engine import Drop, Dropped, Interface, Output, Relay, RelayJoined
 from crosscast.relay.envelope import CrosscastCodec
 from crosscast.relay.host import CapturePort, Host, MeshPort, SystemHost
 from crosscast.relay.ruleindex import RuleTable
 from crosscast.relay.rules import format_rule_table, rule_to_dict
+
+if TYPE_CHECKING:
+    # prometheus_client (and http.server, email, ...) cost 4 MB of RSS: imported when /metrics
+    # is served or scraped (a relay without --metrics-port never loads them).
+    from prometheus_client import CollectorRegistry
+
+    from crosscast.relay import metrics
 
 log = logging.getLogger("crosscast")
 
@@ -98,10 +105,14 @@ class Runtime:
         self.own = set(host.own_addresses())
         first = interfaces[settings.interfaces[0]] if settings.interfaces else None
         self_address = _ip(first.address) if first and first.address is not None else None
+        # A resolver (and dnspython, 5 MB of RSS) only when a peer name needs one.
+        resolver = (
+            host.resolver() if needs_dns(settings.peer_names) else LazyResolver(host.resolver)
+        )
         self.discovery = Discovery(
             settings.peer_names,
             host.own_addresses,
-            host.resolver(),
+            resolver,
             lambda: self_address,
         )
         try:
@@ -112,7 +123,7 @@ class Runtime:
         except BaseException:
             self.close()
             raise
-        self._registry = metrics.registry(self.snapshot)
+        self._registry: CollectorRegistry | None = None  # made on the first scrape
 
     def _open_port(self, iface: Interface) -> CapturePort:
         ports, groups = self.table.capture_needs(iface.name)
@@ -308,6 +319,8 @@ class Runtime:
     async def _serve_metrics(self) -> None:
         port = self.settings.metrics_port
         assert port is not None
+        from crosscast.relay import metrics
+
         await metrics.serve(self.settings.metrics_address, port, self.metrics_text, self.health)
 
     def health(self) -> tuple[bool, str]:
@@ -317,6 +330,8 @@ class Runtime:
 
     def snapshot(self) -> metrics.Snapshot:
         """What /metrics exports, copied from the counters only when it is scraped."""
+        from crosscast.relay import metrics
+
         counters: Counter[tuple[str, ...]] = Counter(self.counters)
         counters.update(self.relay.counters)
         if self.decoder is not None:
@@ -330,6 +345,10 @@ class Runtime:
         return metrics.Snapshot(counters, up=not self.down, peers=peers)
 
     def metrics_text(self) -> str:
+        from crosscast.relay import metrics
+
+        if self._registry is None:
+            self._registry = metrics.registry(self.snapshot)
         return metrics.exposition(self._registry)
 
     async def serve(self, stop: asyncio.Event | None = None) -> None:
