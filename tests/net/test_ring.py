@@ -273,3 +273,11 @@ def test_an_old_wait_does_not_make_a_later_slot_skipped(rx: RxRing) -> None:
     write_slot(rx._map, SMALL, 1, frame_no(1))  # slot 0 is slow again
     assert rx.drain() == []
     assert rx.skipped == 0
+
+
+def test_a_frame_received_before_oldest_is_released_unread_and_counted(rx: RxRing) -> None:
+    write_slot(rx._map, SMALL, 0, frame_no(0), sec=100, nsec=0)
+    write_slot(rx._map, SMALL, 1, frame_no(1), sec=100, nsec=600_000_000)
+    assert [f[0] for f in rx.drain(oldest=100.5)] == [frame_no(1)]
+    assert rx.late == 1
+    assert status_of(rx._map, SMALL, 0) == TP_STATUS_KERNEL

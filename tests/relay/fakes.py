@@ -49,10 +49,12 @@ class FakePort(_Wakeable):
         self.error: OSError | None = None  # raised by the next receive()
         self.kernel_dropped = 0  # what the next kernel_drops() reports
         self.too_long = 0
+        self.skipped = 0
+        self.late = 0
 
-    def kernel_drops(self) -> tuple[int, int]:
-        out = (self.kernel_dropped, self.too_long)
-        self.kernel_dropped = self.too_long = 0
+    def kernel_drops(self) -> tuple[int, int, int, int]:
+        out = (self.kernel_dropped, self.too_long, self.skipped, self.late)
+        self.kernel_dropped = self.too_long = self.skipped = self.late = 0
         return out
 
     def receive(self) -> list[tuple[bytes, int]]:
@@ -76,11 +78,16 @@ class FakeMesh(_Wakeable):
         self.counters: Counter[tuple[str, ...]] = Counter()
         self.queued: list[tuple[bytes, str]] = []
         self.sent: list[tuple[bytes, str]] = []
+        self.socket_dropped = 0  # what the next count_socket_drops() adds
 
     def receive(self) -> list[tuple[bytes, str]]:
         self._drain()
         out, self.queued = self.queued, []
         return out
+
+    def count_socket_drops(self) -> None:
+        self.counters["mesh_socket_drops",] += self.socket_dropped
+        self.socket_dropped = 0
 
     def send(self, datagram: bytes, peers: Iterable[str]) -> None:
         self.sent.extend((datagram, peer) for peer in sorted(peers))

@@ -303,6 +303,7 @@ class RxRing(_Ring):
         super().__init__(mapping, geometry, sock)
         self.truncated = 0  # frames longer than a slot, skipped
         self.skipped = 0  # slots given up on (see _gone)
+        self.late = 0  # frames received before `oldest`, handed back unread
         self._stalled = -1  # the slot the last drain stopped at while its successor was ready
 
     @classmethod
@@ -312,10 +313,15 @@ class RxRing(_Ring):
         # drain() finds nothing; packet_set_ring purges that queue as it switches to the ring.
         return cls(_map_ring(sock, PACKET_RX_RING, geometry), geometry, sock)
 
-    def drain(self, limit: int = 0) -> list[RxFrame]:
+    def drain(self, limit: int = 0, oldest: float = 0.0) -> list[RxFrame]:
         """Every frame ready in the ring (at most `limit`, 0 = one ring's worth), in arrival order.
 
         Each frame is copied out and its slot handed back to the kernel at once; no system call.
+        A frame the kernel received before `oldest` (seconds since the epoch, the clock of
+        tp_sec/tp_nsec) has waited too long to be worth relaying: its slot is handed back
+        unread and it is counted in `late`. That bounds the wait in time whatever the frame
+        size and the relay's rate (a full ring is 512 frames of work), and lets an overloaded
+        relay catch up at the cost of a header read per stale frame.
         """
         m = self._map
         unpack = HEADER.unpack_from
@@ -335,11 +341,13 @@ class RxRing(_Ring):
                 self.skipped += 1
                 i = i + 1 if i + 1 < count else 0
                 continue
-            if snaplen == length:
+            if snaplen != length:
+                self.truncated += 1
+            elif sec + nsec * 1e-9 < oldest:
+                self.late += 1
+            else:
                 start = off + mac
                 append((m[start : start + snaplen], status, tci, pkttype, sec, nsec))
-            else:
-                self.truncated += 1
             release(m, off, TP_STATUS_KERNEL)
             i += 1
             if i == count:

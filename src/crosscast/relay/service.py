@@ -266,13 +266,20 @@ class Runtime:
         # capture queue was full. Sized for bursts, not backlog, so overload shows up here.
         for port in self.ports.values():
             try:
-                dropped, too_long = port.kernel_drops()
+                dropped, too_long, skipped, late = port.kernel_drops()
             except OSError:
                 continue
             if dropped:
                 self.counters["kernel_drops", port.name] += dropped
             if too_long:
                 self.counters["dropped", Drop.TOO_LONG, port.name] += too_long
+            if skipped:
+                self.counters["ring_skipped", port.name] += skipped
+            if late:
+                self.counters["capture_late", port.name] += late
+        if self.mesh is not None:
+            with contextlib.suppress(OSError):
+                self.mesh.count_socket_drops()
 
     async def _discover(self) -> None:
         while True:
