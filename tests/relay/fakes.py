@@ -47,13 +47,18 @@ class FakePort(_Wakeable):
         self.queued: list[tuple[bytes, int]] = []  # (frame, tp_status)
         self.sent: list[bytes] = []
         self.error: OSError | None = None  # raised by the next receive()
-        self.kernel_dropped = 0  # what the next kernel_drops() reports
+        self.kernel_dropped = 0  # what the next take_counts() reports
         self.too_long = 0
         self.skipped = 0
         self.late = 0
 
-    def kernel_drops(self) -> tuple[int, int, int, int]:
-        out = (self.kernel_dropped, self.too_long, self.skipped, self.late)
+    def take_counts(self) -> dict[str, int]:
+        out = {
+            "kernel_drops": self.kernel_dropped,
+            "too_long": self.too_long,
+            "ring_skipped": self.skipped,
+            "capture_late": self.late,
+        }
         self.kernel_dropped = self.too_long = self.skipped = self.late = 0
         return out
 

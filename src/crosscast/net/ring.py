@@ -304,6 +304,8 @@ class RxRing(_Ring):
         self.truncated = 0  # frames longer than a slot, skipped
         self.skipped = 0  # slots given up on (see _gone)
         self.late = 0  # frames received before `oldest`, handed back unread
+        self.bytes = 0  # of the frames drained
+        self._behind = False  # the last drain found a frame received before its `oldest`
         self._stalled = -1  # the slot the last drain stopped at while its successor was ready
 
     @classmethod
@@ -318,10 +320,12 @@ class RxRing(_Ring):
 
         Each frame is copied out and its slot handed back to the kernel at once; no system call.
         A frame the kernel received before `oldest` (seconds since the epoch, the clock of
-        tp_sec/tp_nsec) has waited too long to be worth relaying: its slot is handed back
-        unread and it is counted in `late`. That bounds the wait in time whatever the frame
-        size and the relay's rate (a full ring is 512 frames of work), and lets an overloaded
-        relay catch up at the cost of a header read per stale frame.
+        tp_sec/tp_nsec) has waited too long to be worth relaying: when the previous drain found
+        such a frame too (the reader is behind, not just woken late once after a scheduling
+        gap), its slot is handed back unread and it is counted in `late`. That bounds the
+        wait in time whatever the frame size and the relay's rate (a full ring is 512 frames
+        of work), and lets an overloaded relay catch up at the cost of a header read per
+        stale frame.
         """
         m = self._map
         unpack = HEADER.unpack_from
@@ -332,6 +336,8 @@ class RxRing(_Ring):
         stalled, self._stalled = self._stalled, -1  # what the previous drain stopped at
         out: list[RxFrame] = []
         append = out.append
+        nbytes = 0
+        behind, stale = self._behind, False
         for _ in range(limit or count):
             off = i * size
             status, length, snaplen, mac, _net, sec, nsec, tci, _tpid, pkttype = unpack(m, off)
@@ -343,16 +349,22 @@ class RxRing(_Ring):
                 continue
             if snaplen != length:
                 self.truncated += 1
-            elif sec + nsec * 1e-9 < oldest:
-                self.late += 1
             else:
-                start = off + mac
-                append((m[start : start + snaplen], status, tci, pkttype, sec, nsec))
+                old = sec + nsec * 1e-9 < oldest
+                stale |= old
+                if old and behind:
+                    self.late += 1
+                else:
+                    start = off + mac
+                    append((m[start : start + snaplen], status, tci, pkttype, sec, nsec))
+                    nbytes += snaplen
             release(m, off, TP_STATUS_KERNEL)
             i += 1
             if i == count:
                 i = 0
         self._next = i
+        self.bytes += nbytes
+        self._behind = stale
         return out
 
     def _gone(self, i: int, stalled: int) -> bool:

@@ -137,9 +137,8 @@ class PacketPort:
     index: int
     ring: RxRing
     groups: list[socket.socket] = field(default_factory=list)
-    _truncated: int = 0  # ring.truncated already reported
-    _skipped: int = 0  # ring.skipped already reported
-    _late: int = 0  # ring.late already reported
+    sent_bytes: int = 0
+    _reported: dict[str, int] = field(default_factory=dict)  # take_counts() totals so far
 
     @classmethod
     def open(
@@ -193,19 +192,26 @@ class PacketPort:
         return frames
 
     def send(self, frame: bytes | bytearray) -> None:
-        self.sock.send(frame)
+        self.sent_bytes += self.sock.send(frame)  # send() says how many it took: a free count
 
-    def kernel_drops(self) -> tuple[int, int, int, int]:
-        """Since the last call: frames the kernel dropped because the ring was full
-        (PACKET_STATISTICS, which reading resets), frames too long for a ring slot, ring slots
-        given up on (RxRing.skipped: a slot the kernel moved past and never filled), and frames
-        dropped for having waited longer than MAX_WAIT."""
+    def take_counts(self) -> dict[str, int]:
+        """What happened since the last call, by counter kind: frames the kernel dropped
+        because the ring was full (PACKET_STATISTICS, which reading resets), frames too long
+        for a slot, slots given up on (RxRing.skipped), frames that waited longer than
+        MAX_WAIT (RxRing.late), and the bytes captured and sent."""
         _packets, dropped = packet_statistics(self.sock)
         ring = self.ring
-        out = (dropped, ring.truncated - self._truncated, ring.skipped - self._skipped)
-        self._truncated, self._skipped = ring.truncated, ring.skipped
-        late, self._late = ring.late - self._late, ring.late
-        return (*out, late)
+        now = {
+            "too_long": ring.truncated,
+            "ring_skipped": ring.skipped,
+            "capture_late": ring.late,
+            "captured_bytes": ring.bytes,
+            "emitted_bytes": self.sent_bytes,
+        }
+        out = {kind: n - self._reported.get(kind, 0) for kind, n in now.items()}
+        self._reported = now
+        out["kernel_drops"] = dropped
+        return out
 
     def close(self) -> None:
         for membership in self.groups:

@@ -17,9 +17,11 @@ How it reads (issue 8):
   datagrams of full-size frames, and one big enough for those queues small frames for tens of
   ms. The bound is therefore in time, not bytes: SO_TIMESTAMPNS stamps each datagram when the
   kernel received it, and one that waited longer than MAX_WAIT (shared with the capture's
-  ring) is dropped unread, counted as `mesh_late` at the cost of one receive, instead of being
-  relayed late. The relay catches up at once, and the socket's buffer (--rcvbuf) only has to
-  hold a burst. What the kernel itself drops when the buffer is full is read from SO_MEMINFO
+  ring) while the relay is behind is dropped unread, counted as `mesh_late` at the cost of one
+  receive, instead of being relayed late. "Behind" means the previous wake-up found a datagram
+  that old too: a single late wake-up after a scheduling gap on a busy machine relays what it
+  finds. The relay catches up at once, and the socket's buffer (--rcvbuf) only has to hold a
+  burst. What the kernel itself drops when the buffer is full is read from SO_MEMINFO
   (`mesh_socket_drops`).
 """
 
@@ -65,6 +67,7 @@ class MeshSocket:
         self.counters: Counter[tuple[str, ...]] = Counter()
         self._woke = float("-inf")  # when the previous receive() ran
         self._drops = 0  # sk_drops already counted
+        self._behind = False  # the last wake-up found a datagram older than max_wait
 
     def receive(self) -> list[tuple[bytes, str]]:
         """The datagrams of one wake-up (see the module docstring): (data, sender address)."""
@@ -76,6 +79,7 @@ class MeshSocket:
         recvmsg = self.sock.recvmsg
         unpack = _TIMESPEC.unpack
         late = 0
+        behind, stale = self._behind, False
         for _ in range(DRAIN_LIMIT if busy else 1):
             try:
                 data, ancillary, _flags, (host, _port) = recvmsg(MAX_DATAGRAM, _ANCILLARY)
@@ -89,9 +93,12 @@ class MeshSocket:
             if ancillary:
                 sec, nsec = unpack(ancillary[0][2])
                 if sec + nsec * 1e-9 < oldest:
-                    late += 1
-                    continue
+                    stale = True
+                    if behind:
+                        late += 1
+                        continue
             out.append((data, host))
+        self._behind = stale
         if late:
             self.counters["mesh_late",] += late
         return out

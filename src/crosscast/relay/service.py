@@ -262,21 +262,21 @@ class Runtime:
             await asyncio.sleep(TICK)
 
     def _count_kernel_drops(self) -> None:
-        # PACKET_STATISTICS, read off the packet path: frames the kernel dropped because the
-        # capture queue was full. Sized for bursts, not backlog, so overload shows up here.
+        # PACKET_STATISTICS and the ring's own counts, read off the packet path: frames the
+        # kernel dropped because the capture queue was full (sized for bursts, not backlog, so
+        # overload shows up here), frames too old to relay, and the bytes captured and sent.
         for port in self.ports.values():
             try:
-                dropped, too_long, skipped, late = port.kernel_drops()
+                counts = port.take_counts()
             except OSError:
                 continue
-            if dropped:
-                self.counters["kernel_drops", port.name] += dropped
-            if too_long:
-                self.counters["dropped", Drop.TOO_LONG, port.name] += too_long
-            if skipped:
-                self.counters["ring_skipped", port.name] += skipped
-            if late:
-                self.counters["capture_late", port.name] += late
+            for kind, n in counts.items():
+                if not n:
+                    continue
+                if kind == "too_long":
+                    self.counters["dropped", Drop.TOO_LONG, port.name] += n
+                else:
+                    self.counters[kind, port.name] += n
         if self.mesh is not None:
             with contextlib.suppress(OSError):
                 self.mesh.count_socket_drops()
