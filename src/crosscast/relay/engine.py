@@ -97,7 +97,11 @@ from crosscast.relay.rules import MESH, Rule
 PROBE_INTERVAL = 5.0  # seconds between segment probes
 PROBE_HOLD = 3 * PROBE_INTERVAL  # a relay not heard for this long has left the segment
 DUPLICATE_WINDOW = 1.0  # seconds; identical frames inside it are one frame
-DUPLICATE_CAPACITY = 65536  # keys per segment; bounds memory under a flood of distinct frames
+# Keys per window; bounds memory under a flood of distinct frames. A window always remembers at
+# least the last capacity / 2 keys, and a duplicate trails its original by at most what the
+# queues on its path hold (an RX ring of 512 slots, a mesh socket of a few hundred datagrams):
+# 16384 covers that with room to spare, where 65536 cost 10-14 MB of RSS under overload.
+DUPLICATE_CAPACITY = 16384
 DECISION_CAPACITY = 4096  # cached decisions per ingress; a scan of many groups or sources
 TP_STATUS_CSUMNOTREADY = 1 << 3  # linux/if_packet.h: checksum left to the NIC (local sender)
 
@@ -351,7 +355,7 @@ class Relay:
         self._budget = mesh_datagram_max(mesh_mtu) - self.codec.overhead
         # per segment: frames seen there lately (captured on it or emitted to it)
         self._recent: dict[str, DuplicateWindow] = {n: DuplicateWindow() for n in interfaces}
-        self._seen = DuplicateWindow()  # (origin, seq) of crosscast envelopes
+        self._seen = DuplicateWindow()  # origin << 64 | seq of crosscast envelopes
         # segment election: interface -> {relay id: (mac, last heard)}
         self._segment: dict[str, dict[int, tuple[bytes, float]]] = {n: {} for n in interfaces}
         self._relay_macs: dict[bytes, float] = {}
@@ -465,10 +469,11 @@ class Relay:
                     if hops >= HOP_LIMIT:
                         self._drop(Drop.HOP_LIMIT, MESH)
                         continue
-                    if (origin, seq) in seen:
+                    key = origin << 64 | seq  # one int, not a tuple of two: 48 bytes, not 124
+                    if key in seen:
                         self._drop(Drop.DUPLICATE, MESH)
                         continue
-                    seen.add((origin, seq))
+                    seen.add(key)
                     from_self = from_self or origin == self.relay_id
                     # The sending relay completed any partial checksum (on_capture).
                     if kind == KIND_FRAME:

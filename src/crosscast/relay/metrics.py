@@ -68,6 +68,28 @@ COUNTERS: dict[str, Spec] = {
         ("interface",),
         "Frames the kernel dropped before the relay read them (PACKET_STATISTICS tp_drops).",
     ),
+    "ring_skipped": Spec(
+        "crosscast_ring_skipped_slots",
+        ("interface",),
+        "Receive-ring slots given up on because the kernel moved past them without filling them.",
+    ),
+    "capture_late": Spec(
+        "crosscast_capture_late_frames",
+        ("interface",),
+        "Captured frames dropped unread because they had waited in the receive ring too long "
+        "(the relay could not keep up).",
+    ),
+    "mesh_late": Spec(
+        "crosscast_mesh_late_datagrams",
+        (),
+        "Mesh datagrams dropped unread because they had queued in the socket too long "
+        "(the relay could not keep up).",
+    ),
+    "mesh_socket_drops": Spec(
+        "crosscast_mesh_socket_drops",
+        (),
+        "Mesh datagrams the kernel dropped because the socket's receive buffer was full.",
+    ),
     "mesh_received": Spec(
         "crosscast_mesh_received_datagrams", ("peer",), "Datagrams received from the mesh."
     ),

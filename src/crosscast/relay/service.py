@@ -26,19 +26,26 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crosscast.net.bpf import CaptureSpec, Instruction, capture_program
 from crosscast.net.frames import LIMITED_BROADCAST
-from crosscast.relay import READY, logformat, metrics, protocols, sdnotify
+from crosscast.relay import READY, logformat, protocols, sdnotify
 from crosscast.relay import settings as config
 from crosscast.relay.capture import StartupError
-from crosscast.relay.discovery import Discovery
+from crosscast.relay.discovery import Discovery, LazyResolver, needs_dns
 from crosscast.relay.engine import Drop, Dropped, Interface, Output, Relay, RelayJoined
 from crosscast.relay.envelope import CrosscastCodec
 from crosscast.relay.host import CapturePort, Host, MeshPort, SystemHost, WatchPort
 from crosscast.relay.ruleindex import RuleTable
 from crosscast.relay.rules import Rule, format_rule_table, rule_to_dict
+
+if TYPE_CHECKING:
+    # prometheus_client (and http.server, email, ...) cost 4 MB of RSS: imported when /metrics
+    # is served or scraped (a relay without --metrics-port never loads them).
+    from prometheus_client import CollectorRegistry
+
+    from crosscast.relay import metrics
 
 log = logging.getLogger("crosscast")
 
@@ -137,12 +144,18 @@ class Runtime:
         except BaseException:
             self.close()
             raise
-        self._registry = metrics.registry(self.snapshot)
+        self._registry: CollectorRegistry | None = None  # made on the first scrape
 
     def _discovery(self, settings: config.RelaySettings) -> Discovery:
         self_address = self._self_address
+        # A resolver (and dnspython, 5 MB of RSS) only when a peer name needs one.
+        resolver = (
+            self.host.resolver()
+            if needs_dns(settings.peer_names)
+            else LazyResolver(self.host.resolver)
+        )
         return Discovery(
-            settings.peer_names, self.host.own_addresses, self.host.resolver(), lambda: self_address
+            settings.peer_names, self.host.own_addresses, resolver, lambda: self_address
         )
 
     def _capture_args(self, iface: Interface, table: RuleTable) -> _CaptureArgs:
@@ -285,17 +298,24 @@ class Runtime:
             await asyncio.sleep(TICK)
 
     def _count_kernel_drops(self) -> None:
-        # PACKET_STATISTICS, read off the packet path: frames the kernel dropped because the
-        # capture queue was full. Sized for bursts, not backlog, so overload shows up here.
+        # PACKET_STATISTICS and the ring's own counts, read off the packet path: frames the
+        # kernel dropped because the capture queue was full (sized for bursts, not backlog, so
+        # overload shows up here), frames too old to relay, and the bytes captured and sent.
         for port in self.ports.values():
             try:
-                dropped, too_long = port.kernel_drops()
+                counts = port.take_counts()
             except OSError:
                 continue
-            if dropped:
-                self.counters["kernel_drops", port.name] += dropped
-            if too_long:
-                self.counters["dropped", Drop.TOO_LONG, port.name] += too_long
+            for kind, n in counts.items():
+                if not n:
+                    continue
+                if kind == "too_long":
+                    self.counters["dropped", Drop.TOO_LONG, port.name] += n
+                else:
+                    self.counters[kind, port.name] += n
+        if self.mesh is not None:
+            with contextlib.suppress(OSError):
+                self.mesh.count_socket_drops()
 
     async def _discover(self) -> None:
         while True:
@@ -509,6 +529,8 @@ class Runtime:
     async def _serve_metrics(self) -> None:
         port = self.settings.metrics_port
         assert port is not None
+        from crosscast.relay import metrics
+
         await metrics.serve(self.settings.metrics_address, port, self.metrics_text, self.health)
 
     def health(self) -> tuple[bool, str]:
@@ -518,6 +540,8 @@ class Runtime:
 
     def snapshot(self) -> metrics.Snapshot:
         """What /metrics exports, copied from the counters only when it is scraped."""
+        from crosscast.relay import metrics
+
         counters: Counter[tuple[str, ...]] = Counter(self.counters)
         counters.update(self.relay.counters)
         if self.decoder is not None:
@@ -531,6 +555,10 @@ class Runtime:
         return metrics.Snapshot(counters, up=not self.down, peers=peers)
 
     def metrics_text(self) -> str:
+        from crosscast.relay import metrics
+
+        if self._registry is None:
+            self._registry = metrics.registry(self.snapshot)
         return metrics.exposition(self._registry)
 
     async def serve(self, stop: asyncio.Event | None = None) -> None:
