@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -171,3 +172,17 @@ def test_interface_deleted_and_created_again_is_captured_on_again(
     netns.run(["ip", "route", "replace", "default", "via", vlans.gateway(1)], ns=relay.ns)
     lab.wait_until(lambda: crosses(vlans, b"after"), timeout=10, what="relaying after re-create")
     assert "interface eth0 is back" in procs.started[0].text()
+
+
+def test_captured_bytes_are_exported_per_interface(vlans: lab.RoutedVlans, procs: Procs) -> None:
+    relay_pair(vlans, procs)
+    assert crosses(vlans, bytes(100))
+    iface = vlans.relays[1].iface
+    deadline = time.monotonic() + 5.0  # the counts are folded in once a tick (1 s)
+    got = None
+    while got is None and time.monotonic() < deadline:
+        got = value(http_get(vlans.relays[1].ns, "/metrics")[1], "crosscast_captured_bytes_total",
+                    interface=iface)  # fmt: skip
+        time.sleep(0.2)
+    assert got is not None
+    assert got >= 14 + 20 + 8 + 100  # Ethernet, IPv4 and UDP headers and the payload

@@ -1,6 +1,7 @@
 """The import boundaries that make the layout the architecture, read from the source with ast.
 
-- The pure core (relay/{engine,envelope,rules,peers}, any relay/ruleindex*, net/{frames,bpf})
+- The pure core (relay/{engine,envelope,rules,peers,ratelimit,fragments}, any relay/ruleindex*,
+  net/{frames,bpf})
   does no I/O of its own: it imports none of socket, asyncio, logging, os (environ) or
   subprocess, and from crosscast only other pure-core modules (so nothing leaks in through them).
 - The topology helper does not import the relay's shell (relay/{service,capture,mesh,metrics,
@@ -27,6 +28,8 @@ PURE_CORE = (
     "crosscast.relay.envelope",
     "crosscast.relay.rules",
     "crosscast.relay.peers",
+    "crosscast.relay.ratelimit",
+    "crosscast.relay.fragments",
     "crosscast.net.frames",
     "crosscast.net.bpf",
     "crosscast.yamlfile",
@@ -35,7 +38,17 @@ PURE_CORE_PREFIXES = ("crosscast.relay.ruleindex",)  # a module or a package of 
 IO_MODULES = ("socket", "asyncio", "logging", "os", "subprocess")
 RELAY_SHELL = tuple(
     f"crosscast.relay.{m}"
-    for m in ("service", "capture", "mesh", "metrics", "settings", "status", "host", "discovery")
+    for m in (
+        "service",
+        "capture",
+        "mesh",
+        "metrics",
+        "settings",
+        "status",
+        "host",
+        "discovery",
+        "addrwatch",
+    )
 )
 LAB = "crosscast.lab"
 LAB_USERS = ("crosscast.demo", LAB, "crosscast.relay.bench", "crosscast.bench")

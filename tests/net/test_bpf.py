@@ -57,7 +57,9 @@ def assert_kernel_shaped(program: list[Instruction]) -> None:
     for pc, (code, jt, jf, _k) in enumerate(program):
         assert 0 <= jt <= 255
         assert 0 <= jf <= 255
-        if code & 0x07 == 0x05:  # BPF_JMP: both targets inside the program
+        if code == 0x05:  # ja: its 32-bit offset lands inside the program
+            assert pc + 1 + _k < len(program)
+        elif code & 0x07 == 0x05:  # BPF_JMP: both targets inside the program
             assert pc + 1 + max(jt, jf) < len(program)
     assert program[-1][0] == 0x06  # ret #k
 
@@ -139,12 +141,49 @@ def test_group_with_no_ports_is_rejected() -> None:
 # --- what is not UDP/IPv4 ----------------------------------------------------------------------
 
 
-def test_first_fragment_is_rejected() -> None:
-    assert not accepts(udp_frame(flags="MF"))
+def test_first_fragment_to_a_relayed_port_is_accepted() -> None:
+    # It carries the UDP header: the engine matches it like a datagram, and the rest follow it.
+    assert accepts(udp_frame(flags="MF"))
 
 
-def test_later_fragment_is_rejected() -> None:
-    assert not accepts(udp_frame(frag=100))
+def test_first_fragment_to_another_port_is_rejected() -> None:
+    assert not accepts(udp_frame(dport=5077, flags="MF"))
+
+
+def later_fragment(dst: str, **ip_fields: Any) -> bytes:
+    # No UDP header: whatever sits where the port would be must not matter.
+    return bytes(
+        Ether(src="02:00:00:00:00:01", dst="ff:ff:ff:ff:ff:ff")
+        / IP(src="10.0.1.5", dst=dst, proto=17, frag=185, **ip_fields)
+        / (b"\x00\x01\x02\x03" * 8)
+    )
+
+
+@pytest.mark.parametrize("dst", [DIRECTED, "255.255.255.255", GROUP])
+def test_later_fragment_to_a_relayed_destination_is_accepted(dst: str) -> None:
+    assert accepts(later_fragment(dst))
+    assert accepts(later_fragment(dst, flags="MF"))
+
+
+@pytest.mark.parametrize("dst", ["10.0.1.7", "10.0.2.255", "233.54.12.235"])
+def test_later_fragment_to_another_destination_is_rejected(dst: str) -> None:
+    assert not accepts(later_fragment(dst))
+
+
+def test_later_fragment_of_tcp_is_rejected() -> None:
+    assert not accepts(bytes(Ether() / IP(dst=DIRECTED, proto=6, frag=185) / (b"x" * 16)))
+
+
+def test_later_fragments_to_many_groups_keep_the_jumps_short() -> None:
+    groups = tuple(
+        (ip_from_str(f"233.1.{i // 250}.{i % 250 + 1}"), ((9000, 9000),)) for i in range(600)
+    )
+    program = capture_program(CaptureSpec(((5076, 5076),), (LIMITED_BROADCAST,), groups))
+    assert_kernel_shaped(program)
+    assert accepts(later_fragment("233.1.2.1"), program)
+    assert accepts(later_fragment("233.1.0.1"), program)
+    assert not accepts(later_fragment("233.1.9.1"), program)
+    assert accepts(udp_frame("233.1.1.5", 9000), program)
 
 
 def test_dont_fragment_flag_is_accepted() -> None:

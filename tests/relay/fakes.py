@@ -47,12 +47,24 @@ class FakePort(_Wakeable):
         self.queued: list[tuple[bytes, int]] = []  # (frame, tp_status)
         self.sent: list[bytes] = []
         self.error: OSError | None = None  # raised by the next receive()
-        self.kernel_dropped = 0  # what the next kernel_drops() reports
+        self.pending_error = 0  # what the next take_error() reports (an errno)
+        self.kernel_dropped = 0  # what the next take_counts() reports
         self.too_long = 0
+        self.skipped = 0
+        self.late = 0
 
-    def kernel_drops(self) -> tuple[int, int]:
-        out = (self.kernel_dropped, self.too_long)
-        self.kernel_dropped = self.too_long = 0
+    def take_error(self) -> int:
+        err, self.pending_error = self.pending_error, 0
+        return err
+
+    def take_counts(self) -> dict[str, int]:
+        out = {
+            "kernel_drops": self.kernel_dropped,
+            "too_long": self.too_long,
+            "ring_skipped": self.skipped,
+            "capture_late": self.late,
+        }
+        self.kernel_dropped = self.too_long = self.skipped = self.late = 0
         return out
 
     def receive(self) -> list[tuple[bytes, int]]:
@@ -76,14 +88,27 @@ class FakeMesh(_Wakeable):
         self.counters: Counter[tuple[str, ...]] = Counter()
         self.queued: list[tuple[bytes, str]] = []
         self.sent: list[tuple[bytes, str]] = []
+        self.socket_dropped = 0  # what the next count_socket_drops() adds
 
     def receive(self) -> list[tuple[bytes, str]]:
         self._drain()
         out, self.queued = self.queued, []
         return out
 
+    def count_socket_drops(self) -> None:
+        self.counters["mesh_socket_drops",] += self.socket_dropped
+        self.socket_dropped = 0
+
     def send(self, datagram: bytes, peers: Iterable[str]) -> None:
         self.sent.extend((datagram, peer) for peer in sorted(peers))
+
+
+class FakeWatch(_Wakeable):
+    """The address watch: `wake()` it after changing the host's interfaces."""
+
+    def drain(self) -> bool:
+        self._drain()
+        return True
 
 
 class FakeResolver:
@@ -107,6 +132,7 @@ class FakeHost:
     programs: dict[str, Sequence[Instruction]] = field(default_factory=dict)
     indexes: dict[str, int] = field(default_factory=dict)
     fail_mesh: bool = False
+    watch: FakeWatch | None = None
 
     def interfaces(self) -> list[str]:
         return list(self.nics) if self.names is None else list(self.names)
@@ -144,3 +170,7 @@ class FakeHost:
 
     def resolver(self) -> FakeResolver:
         return self.dns
+
+    def open_address_watch(self) -> FakeWatch:
+        self.watch = FakeWatch()
+        return self.watch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from crosscast.relay.rules import (
     RuleError,
     RuleErrors,
     format_rule_table,
+    format_rules_yaml,
     load_rules_yaml,
     parse_rule_text,
     parse_rules_text,
@@ -295,7 +297,7 @@ rules:
         load_rules_yaml(text, "rules.yaml")
     assert problems_of(exc) == [
         "rules.yaml:6:5: unknown key 'colour' (expected name, from, to, ports, broadcast, groups, "
-        "allow, deny)",
+        "allow, deny, rate, burst)",
         "rules.yaml:10:14: rule 'video': group '233.54.12' is not an IPv4 address",
         "rules.yaml:14:5: rule 'back': forwards back to its own ingress 'eth2'",
     ]
@@ -611,5 +613,68 @@ def test_rule_table_is_deterministic() -> None:
 
 def test_empty_rule_table_says_nothing_is_relayed() -> None:
     assert format_rule_table([]) == (
-        "NAME  FROM  TO  MATCH  SOURCES  ORIGIN\n(no rules: nothing is relayed)\n"
+        "NAME  FROM  TO  MATCH  SOURCES  LIMIT  ORIGIN\n(no rules: nothing is relayed)\n"
     )
+
+
+# -- rate limits (issue 9) ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "rate", "burst"),
+    [
+        ("gps from eth0 to eth2 port 10110 rate 500", 500.0, 50),
+        ("gps from eth0 to eth2 port 10110 rate 500/s burst 20", 500.0, 20),
+        ("gps from eth0 to eth2 port 10110 burst 7 rate 2.5/s", 2.5, 7),
+        ("gps from eth0 to eth2 port 10110", None, None),
+    ],
+)
+def test_one_line_rate_and_burst(text: str, rate: float | None, burst: int | None) -> None:
+    rule = parse_rule_text(text, "test")
+    assert (rule.rate, rule.burst) == (rate, burst)
+
+
+@pytest.mark.parametrize(
+    ("words", "problem"),
+    [
+        ("rate 0", "rate 0 is out of range"),
+        ("rate fast", "rate 'fast' is not a number of frames per second"),
+        ("rate 500/min", "is not a number of frames per second"),
+        ("rate 500 burst 0", "burst 0 is out of range"),
+        ("rate 500 burst 1.5", "burst '1.5' is not a whole number"),
+        ("burst 5", "has a burst but no rate"),
+        ("rate", "'rate' needs a value"),
+    ],
+)
+def test_one_line_bad_rates_are_refused(words: str, problem: str) -> None:
+    with pytest.raises(RuleError, match=re.escape(problem)):
+        parse_rule_text(f"gps from eth0 to eth2 port 10110 {words}", "test")
+
+
+def test_yaml_rate_as_number_or_per_second_with_burst() -> None:
+    text = (
+        "rules:\n"
+        "  - {name: a, from: eth0, to: eth2, ports: 1, rate: 500/s, burst: 20}\n"
+        "  - {name: b, from: eth0, to: eth2, ports: 2, rate: 100}\n"
+    )
+    a, b = load_rules_yaml(text, "rules.yaml")
+    assert (a.rate, a.burst, b.rate, b.burst) == (500.0, 20, 100.0, 10)
+
+
+def test_yaml_bad_rate_names_its_line() -> None:
+    text = "rules:\n  - name: a\n    from: eth0\n    to: eth2\n    ports: 1\n    rate: lots\n"
+    with pytest.raises(RuleError, match=r"rules\.yaml:6:11: rule 'a': rate 'lots'"):
+        load_rules_yaml(text, "rules.yaml")
+
+
+def test_rule_table_shows_the_limit() -> None:
+    table = format_rule_table(
+        [parse_rule_text("gps from eth0 to eth2 port 1 rate 500 burst 9", "t")]
+    )
+    assert "500/s burst 9" in table
+
+
+def test_rules_yaml_round_trips_the_rate() -> None:
+    rule = parse_rule_text("gps from eth0 to eth2 port 1 rate 500 burst 9", "t")
+    (again,) = load_rules_yaml(format_rules_yaml([rule]), "again.yaml")
+    assert (again.rate, again.burst) == (500.0, 9)

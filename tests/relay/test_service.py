@@ -247,6 +247,24 @@ def test_a_receive_error_is_counted_and_the_reader_armed_again() -> None:
     assert rt.counters["dropped", "capture-enetdown"] == 1
 
 
+def test_an_interface_check_reads_a_pending_error_and_arms_the_reader_again() -> None:
+    # uvloop closes a reader whose descriptor reported POLLERR (a link going down); under
+    # traffic no empty drain reads the error, so the interface check must re-arm the port.
+    rt = runtime(*ROUTER)
+    port = rt.ports["eth0"]
+    port.pending_error = 100  # type: ignore[attr-defined]  # ENETDOWN
+
+    async def check() -> bool:
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(port.sock.fileno())  # what uvloop did on POLLERR
+        rt.check_interfaces()
+        return loop.remove_reader(port.sock.fileno())
+
+    assert asyncio.run(check()) is True
+    assert rt.counters["dropped", "capture-enetdown"] == 1
+    assert port.take_error() == 0
+
+
 # -- interfaces that go away and come back ------------------------------------------------------
 
 
@@ -351,12 +369,26 @@ def test_frames_the_kernel_dropped_are_counted_on_the_tick() -> None:
     rt.ports["eth0"].kernel_dropped = 7  # type: ignore[attr-defined]
     rt.ports["eth2"].kernel_dropped = 2  # type: ignore[attr-defined]
     rt.ports["eth2"].too_long = 1  # type: ignore[attr-defined]
+    rt.ports["eth2"].skipped = 3  # type: ignore[attr-defined]
+    rt.ports["eth2"].late = 4  # type: ignore[attr-defined]
     rt._count_kernel_drops()
     rt._count_kernel_drops()  # reading resets the kernel's counter: nothing twice
     assert rt.counters["kernel_drops", "eth0"] == 7
     assert rt.counters["kernel_drops", "eth2"] == 2
     assert rt.counters["dropped", "too-long", "eth2"] == 1
+    assert rt.counters["ring_skipped", "eth2"] == 3
+    assert rt.counters["capture_late", "eth2"] == 4
     assert 'crosscast_kernel_drops_total{interface="eth0"} 7.0' in rt.metrics_text()
+    assert 'crosscast_ring_skipped_slots_total{interface="eth2"} 3.0' in rt.metrics_text()
+
+
+def test_mesh_datagrams_the_kernel_dropped_are_counted_on_the_tick() -> None:
+    rt = runtime(*MESH_RELAY)
+    assert rt.mesh is not None
+    rt.mesh.socket_dropped = 5  # type: ignore[attr-defined]
+    rt._count_kernel_drops()
+    rt._count_kernel_drops()
+    assert "crosscast_mesh_socket_drops_total 5.0" in rt.metrics_text()
 
 
 def test_the_mesh_frames_of_one_drain_go_to_each_peer_in_one_datagram() -> None:

@@ -141,10 +141,12 @@ def test_env_vars_are_every_variable_the_relay_reads() -> None:
         "BDCAST_PORT",
         "DECODE_PVACCESS",
         "DISCOVERY_INTERVAL",
+        "EGRESS_RATE",
         "EVENT_LOOP",
         "LOGLEVEL",
         "LOG_FORMAT",
         "MESH_FORMAT",
+        "MESH_MTU",
         "MESH_PORT",
         "MESH_SECRET_FILE",
         "METRICS_ADDRESS",
@@ -155,6 +157,7 @@ def test_env_vars_are_every_variable_the_relay_reads() -> None:
         "RULES_FILE",
         "SERVICENAME",
         "TARGET_INTERFACE",
+        "WAIT_FOR_INTERFACES",
     )
 
 

@@ -74,6 +74,7 @@ OFF_IP_DST = 30
 OFF_UDP_DPORT_FROM_IP = OFF_IP + 2  # with X = IP header length: [x + 16] is the UDP dst port
 IPPROTO_UDP = 17  # netinet/in.h
 IP_MF_OFFMASK = 0x3FFF  # RFC 791: "more fragments" flag and the 13-bit fragment offset
+IP_OFFMASK = 0x1FFF  # RFC 791: the fragment offset alone (non-zero: not the first fragment)
 
 _MAX_JUMP = 0xFF  # jt and jf are __u8
 _ADDRS_PER_BLOCK = 128  # destinations sharing one port block; keeps their jumps < 256
@@ -168,6 +169,36 @@ _UNFRAGMENTED_UDP: tuple[Instruction, ...] = (
 )
 
 
+# With the EtherType in A, for the relay's capture: IPv4 UDP falls through to the destination
+# checks when it is whole or a first fragment (offset 0: it carries the UDP header and its port),
+# and jumps to the fragment block (`_later_fragments`) when it is a later fragment, which has
+# no UDP header and no port: the engine relays it when its first fragment was relayed.
+def _udp_head(fragment_block: int) -> list[Instruction]:
+    return [
+        (JMP_JEQ_K, 0, 5, ETH_P_IP),  # not IPv4 -> the ret #0 below
+        (LD_B_ABS, 0, 0, OFF_IP_PROTO),  # ldb [23]
+        (JMP_JEQ_K, 0, 3, IPPROTO_UDP),
+        (LD_H_ABS, 0, 0, OFF_IP_FRAG),  # ldh [20]
+        (JMP_JSET_K, 2, 0, IP_OFFMASK),  # a later fragment -> past the ja, into the block
+        (JMP_JA, 0, 0, 1 + fragment_block),  # whole or first: over the ret and the block
+        (RET_K, 0, 0, 0),
+    ]
+
+
+def _later_fragments(addrs: Sequence[int], snaplen: int) -> list[Instruction]:
+    """Accept a later fragment whose IPv4 destination is one of `addrs`, reject the rest; ends
+    with its own `ret`s. Chunks of at most _ADDRS_PER_BLOCK addresses keep the jumps short."""
+    block: list[Instruction] = [(LD_W_ABS, 0, 0, OFF_IP_DST)]  # ld [30]
+    for start in range(0, len(addrs), _ADDRS_PER_BLOCK):
+        chunk = addrs[start : start + _ADDRS_PER_BLOCK]
+        for i, addr in enumerate(chunk):
+            block.append((JMP_JEQ_K, len(chunk) - i, 0, addr))  # hit -> the chunk's accept
+        block.append((JMP_JA, 0, 0, 1))  # no hit in this chunk: over its accept
+        block.append((RET_K, 0, 0, snaplen))
+    block.append((RET_K, 0, 0, 0))
+    return block
+
+
 def _check_snaplen(snaplen: int) -> None:
     if not 0 < snaplen <= _U32_MAX:
         raise ValueError(f"bad snaplen: {snaplen}")
@@ -194,9 +225,10 @@ def udp_port_program(
 def capture_program(spec: CaptureSpec, snaplen: int = DEFAULT_SNAPLEN) -> list[Instruction]:
     """The filter for one capture socket; returns snaplen for frames to relay, 0 otherwise.
 
-    Accepted: crosscast probe frames (if `spec.accept_probes`), and unfragmented IPv4 UDP
-    whose destination is one of `spec.broadcast_addrs` with a dst port in
-    `spec.broadcast_ports`, or a group of `spec.groups` with a dst port in that group's ranges.
+    Accepted: crosscast probe frames (if `spec.accept_probes`), and IPv4 UDP (whole, or the
+    first fragment) whose destination is one of `spec.broadcast_addrs` with a dst port in
+    `spec.broadcast_ports`, or a group of `spec.groups` with a dst port in that group's ranges;
+    and later IPv4 fragments (no UDP header, so no port) to any of those destinations.
     Raises ValueError for bad ranges or addresses, or a program the kernel would refuse.
     """
     _check_snaplen(snaplen)
@@ -222,7 +254,9 @@ def capture_program(spec: CaptureSpec, snaplen: int = DEFAULT_SNAPLEN) -> list[I
     if spec.accept_probes:
         # Segment probes between relays: an EtherType of their own, accepted whole.
         prog += _accept_ethertype(ETH_P_CROSSCAST_PROBE, snaplen)
-    prog += _UNFRAGMENTED_UDP
+    fragments = _later_fragments([a for addrs in by_ranges.values() for a in addrs], snaplen)
+    prog += _udp_head(len(fragments))
+    prog += fragments
     prog.append((LD_W_ABS, 0, 0, OFF_IP_DST))  # ld [30]: the IPv4 destination selects the block
     for ranges, addrs in by_ranges.items():
         block = _port_block(list(ranges), snaplen)

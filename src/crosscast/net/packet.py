@@ -9,8 +9,8 @@ callers turn them into their own one-line start-up errors.
 
 from __future__ import annotations
 
+import array
 import contextlib
-import ctypes
 import socket
 import struct
 from collections.abc import Sequence
@@ -58,9 +58,10 @@ MAX_FRAME = 65535  # bytes asked of one recv: more than any frame the kernel han
 
 def attach_filter(sock: socket.socket, program: Sequence[Instruction]) -> None:
     """Attach a classic BPF program (SO_ATTACH_FILTER), replacing the socket's filter."""
-    code = ctypes.create_string_buffer(assemble(program))
+    # An array, not ctypes, for the program's address: ctypes costs 0.4 MB of RSS in the relay.
+    code = array.array("B", assemble(program))
     # struct sock_fprog (linux/filter.h): unsigned short len, struct sock_filter *filter.
-    fprog = struct.pack("HL", len(program), ctypes.addressof(code))
+    fprog = struct.pack("HL", len(program), code.buffer_info()[0])
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 

@@ -20,11 +20,17 @@ Geometry, chosen for bursts, not backlog (DEFAULT_RX_GEOMETRY):
   fits; the kernel strips the tag into `tp_vlan_tci` anyway. A larger frame (jumbo, GRO) is
   truncated by the kernel (tp_snaplen < tp_len; TP_STATUS_COPY only if PACKET_COPY_THRESH is set,
   which we never do): `drain` skips it and counts it in `RxRing.truncated`, never half a frame.
-- 1024 frames in 16 KiB blocks (order-2 allocations, which the kernel finds even on a fragmented
-  machine; 8 frames a block, 128 blocks, 2 MiB). 1024 frames are 10 ms at 100k pps and 20 ms of
-  work at a 50k pps relay: once the relay falls behind by that much the kernel drops (and counts)
-  instead of queueing for hundreds of milliseconds as an 8 MiB SO_RCVBUF did. SO_RCVBUF does not
-  bound the ring at all (only the copy path checks it).
+- 512 frames in 16 KiB blocks (order-2 allocations, which the kernel finds even on a fragmented
+  machine; 8 frames a block, 64 blocks, 1 MiB). The number of frames is the latency bound: a
+  full ring is 512 frames of work ahead of the newest one, 5 ms at a relay doing 100k pps and
+  10 ms at 50k, and once the relay falls behind by that much the kernel drops (and counts)
+  instead of queueing for hundreds of milliseconds as an 8 MiB SO_RCVBUF did. It is also more
+  than the relay's longest scheduling gap on a busy 2-core machine at its usable rate (8 ms at
+  64k pps: a few CFS time slices of the other processes). SO_RCVBUF does not bound the ring at
+  all (only the copy path checks it). The whole mapping counts in the relay's RSS from the
+  start, touched or not (the kernel maps its pages in at mmap time), which is why the ring is
+  sized in frames and not generously in megabytes (1024 slots were 2 MiB, 7 % of the relay's
+  RSS, per capture interface).
 - TPACKET_V2, not V3: V2 wakes the reader per frame at low rates (latency of the kernel path) and
   lets one drain take everything queued at high rates; V3 hands over whole blocks on a block
   timeout (>= 1 ms of added latency at low rates) to save wake-ups we do not pay for anyway.
@@ -208,7 +214,7 @@ def ring_geometry(frames: int, frame_size: int = 2048, block_size: int = 4 * PAG
     return Geometry(frame_size=frame_size, frame_nr=blocks * per_block, block_size=block_size)
 
 
-DEFAULT_RX_GEOMETRY = ring_geometry(1024)  # see the module docstring: bursts, not backlog
+DEFAULT_RX_GEOMETRY = ring_geometry(512)  # see the module docstring: bursts, not backlog
 DEFAULT_TX_GEOMETRY = ring_geometry(256)  # more than one drain's frames for one egress
 
 
@@ -297,6 +303,9 @@ class RxRing(_Ring):
         super().__init__(mapping, geometry, sock)
         self.truncated = 0  # frames longer than a slot, skipped
         self.skipped = 0  # slots given up on (see _gone)
+        self.late = 0  # frames received before `oldest`, handed back unread
+        self.bytes = 0  # of the frames drained
+        self._behind = False  # the last drain found a frame received before its `oldest`
         self._stalled = -1  # the slot the last drain stopped at while its successor was ready
 
     @classmethod
@@ -306,10 +315,17 @@ class RxRing(_Ring):
         # drain() finds nothing; packet_set_ring purges that queue as it switches to the ring.
         return cls(_map_ring(sock, PACKET_RX_RING, geometry), geometry, sock)
 
-    def drain(self, limit: int = 0) -> list[RxFrame]:
+    def drain(self, limit: int = 0, oldest: float = 0.0) -> list[RxFrame]:
         """Every frame ready in the ring (at most `limit`, 0 = one ring's worth), in arrival order.
 
         Each frame is copied out and its slot handed back to the kernel at once; no system call.
+        A frame the kernel received before `oldest` (seconds since the epoch, the clock of
+        tp_sec/tp_nsec) has waited too long to be worth relaying: when the previous drain found
+        such a frame too (the reader is behind, not just woken late once after a scheduling
+        gap), its slot is handed back unread and it is counted in `late`. That bounds the
+        wait in time whatever the frame size and the relay's rate (a full ring is 512 frames
+        of work), and lets an overloaded relay catch up at the cost of a header read per
+        stale frame.
         """
         m = self._map
         unpack = HEADER.unpack_from
@@ -320,6 +336,8 @@ class RxRing(_Ring):
         stalled, self._stalled = self._stalled, -1  # what the previous drain stopped at
         out: list[RxFrame] = []
         append = out.append
+        nbytes = 0
+        behind, stale = self._behind, False
         for _ in range(limit or count):
             off = i * size
             status, length, snaplen, mac, _net, sec, nsec, tci, _tpid, pkttype = unpack(m, off)
@@ -329,16 +347,24 @@ class RxRing(_Ring):
                 self.skipped += 1
                 i = i + 1 if i + 1 < count else 0
                 continue
-            if snaplen == length:
-                start = off + mac
-                append((m[start : start + snaplen], status, tci, pkttype, sec, nsec))
-            else:
+            if snaplen != length:
                 self.truncated += 1
+            else:
+                old = sec + nsec * 1e-9 < oldest
+                stale |= old
+                if old and behind:
+                    self.late += 1
+                else:
+                    start = off + mac
+                    append((m[start : start + snaplen], status, tci, pkttype, sec, nsec))
+                    nbytes += snaplen
             release(m, off, TP_STATUS_KERNEL)
             i += 1
             if i == count:
                 i = 0
         self._next = i
+        self.bytes += nbytes
+        self._behind = stale
         return out
 
     def _gone(self, i: int, stalled: int) -> bool:

@@ -12,10 +12,6 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
-import dns.asyncresolver
-import dns.exception
-import dns.resolver
-
 from crosscast.relay.peers import PeerChange, ip_literal, select_peers
 
 logger = logging.getLogger(__name__)
@@ -45,6 +41,10 @@ class DnsResolver:
     def __init__(
         self, timeout: float = 2.0, *, nameservers: list[str] | None = None, port: int = 53
     ) -> None:
+        # dnspython is imported here, not at the top: it costs 5 MB of RSS, and a relay whose
+        # peers are all IP literals never builds a resolver (see `needs_dns`).
+        import dns.asyncresolver
+
         self._resolver = dns.asyncresolver.Resolver(configure=nameservers is None)
         if nameservers is not None:
             # port first: the nameservers setter binds each address to the current port
@@ -55,6 +55,9 @@ class DnsResolver:
         self._resolver.cache = None
 
     async def resolve(self, name: str) -> list[str]:
+        import dns.exception
+        import dns.resolver
+
         try:
             answer = await self._resolver.resolve(name, "A", search="." not in name.rstrip("."))
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
@@ -63,6 +66,25 @@ class DnsResolver:
             # Timeout, NoNameservers (SERVFAIL/REFUSED everywhere), YXDOMAIN, a malformed name...
             raise LookupError(f"cannot resolve {name}: {exc}") from exc
         return sorted({rdata.address for rdata in answer})
+
+
+def needs_dns(names: Iterable[str]) -> bool:
+    """Whether any of the configured peer names is a name to look up, not an IP literal."""
+    return any(ip_literal(n.strip()) is None for n in names if n.strip())
+
+
+class LazyResolver:
+    """A Resolver made on first use: for a relay whose peers are all IP literals, which then
+    never loads dnspython (a reload that adds a name to look up still gets a resolver)."""
+
+    def __init__(self, factory: Callable[[], Resolver]) -> None:
+        self._factory = factory
+        self._resolver: Resolver | None = None
+
+    async def resolve(self, name: str) -> list[str]:
+        if self._resolver is None:
+            self._resolver = self._factory()
+        return await self._resolver.resolve(name)
 
 
 class Discovery:

@@ -28,6 +28,16 @@ ingress keyed by destination address and port (and source address where a rule f
 it), and applies precomputed `Plan`s with incremental checksums. Counters are plain ints on the
 plans and decisions; `counters` assembles the tuple-keyed snapshot the metrics read.
 
+Rate limits, fragments and the mesh MTU (issue 9) sit on the same path. A rule with a rate has
+a token bucket (relay/ratelimit.py), checked once per frame by the decisions that matched it
+(`Decision.limiter`, a `Gate`; None for the common unlimited case); the cap per egress
+interface is a bucket per interface in `Plan.limiter` (None when the cap is off). Refused
+frames are counted drops (`rate-limit`; per rule in `rule_dropped`). An IPv4 fragment is judged
+by its datagram's first fragment (the cached decision of its destination and port) and every
+later fragment of the same (source, destination, id, protocol) follows it (relay/fragments.py:
+bounded hold, counted drops). A frame too large for one mesh datagram leaves as IPv4 fragments
+that fit (`_encode`), so no mesh datagram needs IP fragmentation of its own.
+
 It does not log either: what happened besides the actions (drops, relays that joined a segment)
 is recorded in `events`, which the service takes after each call and logs.
 """
@@ -62,7 +72,6 @@ from crosscast.relay.envelope import (
     KIND_BATCH,
     KIND_FRAME,
     KIND_PROBE,
-    MESH_DATAGRAM_MAX,
     SNOWSIGNAL_MAGIC,
     CrosscastCodec,
     EnvelopeError,
@@ -70,15 +79,29 @@ from crosscast.relay.envelope import (
     batch_bodies,
     decode_snowsignal,
     encode_snowsignal,
+    mesh_datagram_max,
     split_batch,
 )
+from crosscast.relay.fragments import (
+    Fragment,
+    FragmentTracker,
+    Pending,
+    parse_fragment,
+    rewrite_fragment,
+    split_frame,
+)
+from crosscast.relay.ratelimit import Limiters, TokenBucket, limits_of
 from crosscast.relay.ruleindex import RuleTable
-from crosscast.relay.rules import MESH
+from crosscast.relay.rules import MESH, Rule
 
 PROBE_INTERVAL = 5.0  # seconds between segment probes
 PROBE_HOLD = 3 * PROBE_INTERVAL  # a relay not heard for this long has left the segment
 DUPLICATE_WINDOW = 1.0  # seconds; identical frames inside it are one frame
-DUPLICATE_CAPACITY = 65536  # keys per segment; bounds memory under a flood of distinct frames
+# Keys per window; bounds memory under a flood of distinct frames. A window always remembers at
+# least the last capacity / 2 keys, and a duplicate trails its original by at most what the
+# queues on its path hold (an RX ring of 512 slots, a mesh socket of a few hundred datagrams):
+# 16384 covers that with room to spare, where 65536 cost 10-14 MB of RSS under overload.
+DUPLICATE_CAPACITY = 16384
 DECISION_CAPACITY = 4096  # cached decisions per ingress; a scan of many groups or sources
 TP_STATUS_CSUMNOTREADY = 1 << 3  # linux/if_packet.h: checksum left to the NIC (local sender)
 
@@ -93,6 +116,7 @@ class Drop(enum.StrEnum):
     BAD_IP_CHECKSUM = "bad-ip-checksum"
     NOT_UDP = "not-udp"
     FRAGMENT = "fragment"
+    NOT_FRAGMENT = "not-fragment"  # fragments.parse_fragment: a whole datagram
     BAD_LENGTH = "bad-length"
     TOO_LONG = "too-long"
     # what the envelope codec rejects (EnvelopeError.reason)
@@ -114,6 +138,9 @@ class Drop(enum.StrEnum):
     STANDBY = "standby"
     BAD_PROBE = "bad-probe"  # a probe frame whose envelope does not decode
     OWN_PROBE = "own-probe"
+    RATE_LIMIT = "rate-limit"  # a rule's rate or the egress cap (relay/ratelimit.py)
+    FRAGMENT_TIMEOUT = "fragment-timeout"  # held for a first fragment that never came
+    FRAGMENT_OVERFLOW = "fragment-overflow"  # the hold for early fragments was full
     # the service's, before the engine sees a datagram
     NOT_PEER = "not-peer"
 
@@ -163,6 +190,11 @@ Frame = bytes | bytearray
 Captured = tuple[bytes, int] | tuple[bytes, int, int, int, int, int]
 
 
+# A fragmented datagram's fate, from its first fragment: the plans and whether the mesh too, or
+# the reason its other fragments are dropped.
+_Follow = tuple[tuple["Plan", ...], bool, "Drop | None"]
+
+
 class Output(NamedTuple):
     """What one call wants done: frames to write, and datagrams for every current peer."""
 
@@ -173,7 +205,8 @@ class Output(NamedTuple):
 class Plan:
     """How a frame to one destination leaves on one local egress, worked out once.
 
-    `limiter` is the slot for a per-rule rate limiter (issue 9): None relays everything.
+    `limiter` is the egress interface's bucket under the cap per interface (shared by every
+    plan to it): None relays everything.
     """
 
     __slots__ = ("delta", "dst_ip", "egress", "hits", "limiter", "macs", "new_dst")
@@ -196,13 +229,47 @@ class Plan:
         self.new_dst: bytes | None = None if new == dst_ip else new.to_bytes(4, "big")
         self.delta = checksum_delta(dst_ip, new)
         self.hits = 0  # frames emitted through this plan
-        self.limiter: object | None = None
+        self.limiter: TokenBucket | None = None
+
+
+class Gate:
+    """The rate limits of the rules one decision matched: each rule's bucket is asked once per
+    frame (a rule with two egresses relays its rate to each), and a frame goes to the egresses
+    of the rules that passed, plus those of the matched rules without a rate."""
+
+    __slots__ = ("buckets", "egress_of", "names", "refused", "unlimited")
+
+    def __init__(self, matched: tuple[Rule, ...], buckets: Mapping[str, TokenBucket]) -> None:
+        limited = [rule for rule in matched if rule.name in buckets]
+        self.names = tuple(rule.name for rule in limited)
+        self.buckets = tuple(buckets[name] for name in self.names)
+        self.egress_of = tuple(frozenset(rule.egress) for rule in limited)
+        self.unlimited = frozenset(
+            out for rule in matched if rule.name not in buckets for out in rule.egress
+        )
+        self.refused = [0] * len(self.names)  # frames each rule refused, in `names` order
+
+    def admit(self, now: float) -> tuple[set[str], int] | None:
+        """None when every rule passed; else where the frame may go (maybe nowhere) and how
+        many rules refused it."""
+        passed = [bucket.allow(now) for bucket in self.buckets]
+        if all(passed):
+            return None
+        allowed = set(self.unlimited)
+        refused = 0
+        for i, ok in enumerate(passed):
+            if ok:
+                allowed |= self.egress_of[i]
+            else:
+                self.refused[i] += 1
+                refused += 1
+        return allowed, refused
 
 
 class Decision:
     """What happens to every frame from one ingress to one (destination, port[, source])."""
 
-    __slots__ = ("drop", "dst_mac", "hits", "plans", "rules", "to_mesh")
+    __slots__ = ("drop", "dst_mac", "hits", "limiter", "plans", "rules", "to_mesh")
 
     def __init__(
         self,
@@ -212,12 +279,14 @@ class Decision:
         rules: tuple[str, ...] = (),
         plans: tuple[Plan, ...] = (),
         to_mesh: bool = False,
+        limiter: Gate | None = None,
     ) -> None:
         self.drop = drop
         self.dst_mac = dst_mac  # what a frame from the mesh must be addressed to
         self.rules = rules  # names of the rules matched
         self.plans = plans
         self.to_mesh = to_mesh
+        self.limiter = limiter  # the rules' rate limits; None: no matched rule has one
         self.hits = 0  # frames matched
 
 
@@ -271,6 +340,8 @@ class Relay:
         mesh_port: int,
         mesh_format: str = "crosscast",
         codec: CrosscastCodec | None = None,
+        egress_rate: int = 0,
+        mesh_mtu: int = 1500,
     ) -> None:
         self.rules = rules
         self.interfaces = dict(interfaces)
@@ -279,10 +350,12 @@ class Relay:
         self.mesh_format = mesh_format
         self.codec = codec or CrosscastCodec(None)
         self._seq = SequenceCounter()
-        self._budget = MESH_DATAGRAM_MAX - self.codec.overhead  # body bytes per datagram
+        # Body bytes per mesh datagram: the one size budget of batches, and of the fragments a
+        # larger frame is cut into (_encode).
+        self._budget = mesh_datagram_max(mesh_mtu) - self.codec.overhead
         # per segment: frames seen there lately (captured on it or emitted to it)
         self._recent: dict[str, DuplicateWindow] = {n: DuplicateWindow() for n in interfaces}
-        self._seen = DuplicateWindow()  # (origin, seq) of crosscast envelopes
+        self._seen = DuplicateWindow()  # origin << 64 | seq of crosscast envelopes
         # segment election: interface -> {relay id: (mac, last heard)}
         self._segment: dict[str, dict[int, tuple[bytes, float]]] = {n: {} for n in interfaces}
         self._relay_macs: dict[bytes, float] = {}
@@ -297,6 +370,11 @@ class Relay:
         self._mesh_received = 0
         self._retired_rules: Counter[str] = Counter()  # hits of decisions no longer cached
         self._retired_emits: Counter[str] = Counter()
+        self._retired_refused: Counter[str] = Counter()  # rate-limit refusals, per rule
+        # Token buckets: per rule with a rate, per egress interface under the cap.
+        self.limiters = Limiters(limits_of(rules.rules), egress=interfaces, egress_rate=egress_rate)
+        # Each fragmented datagram's fate, decided on its first fragment.
+        self._fragments: FragmentTracker[_Follow] = FragmentTracker()
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -324,7 +402,9 @@ class Relay:
             try:
                 frame, u = udp_offset(frame)
             except FrameError as e:
-                if is_probe_frame(frame):
+                if e.reason == Drop.FRAGMENT:  # the datagram's first fragment decides
+                    self._on_fragment(iface, frame, now, emits, to_mesh)
+                elif is_probe_frame(frame):
                     emits += self._on_probe(iface, frame, now)
                 else:
                     self._drop(Drop(e.reason), iface)
@@ -349,7 +429,13 @@ class Relay:
                 continue
             current.add(seen)
             d.hits += 1
-            for p in d.plans:
+            plans, mesh_too = d.plans, d.to_mesh
+            if d.limiter is not None:
+                plans, mesh_too = self._admit(d, d.limiter, iface, now)
+            for p in plans:
+                if p.limiter is not None and not p.limiter.allow(now):
+                    self._drop(Drop.RATE_LIMIT, p.egress)
+                    continue
                 emits.append(
                     (
                         p.egress,
@@ -360,7 +446,7 @@ class Relay:
                 )
                 p.hits += 1
                 recent[p.egress].current.add(seen)
-            if d.to_mesh:
+            if mesh_too:
                 to_mesh.append(complete_udp_checksum(frame, u) if partial else frame)
         self._captured[iface] += captured
         return Output(emits, self._encode(to_mesh, now) if to_mesh else [])
@@ -383,10 +469,11 @@ class Relay:
                     if hops >= HOP_LIMIT:
                         self._drop(Drop.HOP_LIMIT, MESH)
                         continue
-                    if (origin, seq) in seen:
+                    key = origin << 64 | seq  # one int, not a tuple of two: 48 bytes, not 124
+                    if key in seen:
                         self._drop(Drop.DUPLICATE, MESH)
                         continue
-                    seen.add((origin, seq))
+                    seen.add(key)
                     from_self = from_self or origin == self.relay_id
                     # The sending relay completed any partial checksum (on_capture).
                     if kind == KIND_FRAME:
@@ -407,6 +494,8 @@ class Relay:
     def on_tick(self, now: float) -> Output:
         """Housekeeping, called about once a second: expiries and periodic probes."""
         self._expire(now)
+        for _ in range(self._fragments.expire(now)):
+            self._drop(Drop.FRAGMENT_TIMEOUT, "fragments")
         for peers in self._segment.values():
             for rid in [r for r, (_, heard) in peers.items() if now - heard > PROBE_HOLD]:
                 del peers[rid]
@@ -422,11 +511,26 @@ class Relay:
         self.interfaces[iface.name] = iface
         self._segment.setdefault(iface.name, {})
         self._recent.setdefault(iface.name, DuplicateWindow())
+        self.limiters.add_egress(iface.name, 0.0)
         self._forget_decisions()
 
+    def remove_interface(self, name: str) -> None:
+        """No rule uses `name` any more (a reload): forget it, so it is not probed."""
+        self.interfaces.pop(name, None)
+        self._segment.pop(name, None)
+        self._recent.pop(name, None)
+        self.limiters.egress.pop(name, None)
+        self._forget_decisions()
+        self._decisions.pop(name, None)
+
     def update_rules(self, rules: RuleTable) -> None:
-        """New rules (a reload): every decision is worked out anew."""
+        """New rules (a reload): every decision is worked out anew. The bucket of a rule
+        whose name, rate and burst did not change is kept, so a reload hands a flooding rule
+        no fresh burst; so are the egress caps."""
         self.rules = rules
+        self.limiters = self.limiters.rebuilt(
+            limits_of(rules.rules), egress=self.interfaces, now=0.0
+        )
         self._forget_decisions()
 
     def take_events(self) -> list[Event]:
@@ -441,10 +545,12 @@ class Relay:
     @property
     def counters(self) -> Counter[tuple[str, ...]]:
         """A snapshot of every counter, keyed ("captured", iface), ("checksum_completed",
-        iface), ("emitted", iface), ("dropped", reason), ("rule", name), ("mesh_received",);
-        only non-zero ones. Built on each call (a scrape), never on the packet path."""
+        iface), ("emitted", iface), ("dropped", reason), ("rule", name) (frames relayed),
+        ("rule_dropped", name, reason), ("mesh_received",); only non-zero ones. Built on each
+        call (a scrape), never on the packet path."""
         rules = Counter(self._retired_rules)
         emitted = Counter(self._retired_emits)
+        refused = Counter(self._retired_refused)
         for decisions in self._decisions.values():
             for d in decisions.values():
                 if d.hits:
@@ -452,6 +558,10 @@ class Relay:
                         rules[name] += d.hits
                 for p in d.plans:
                     emitted[p.egress] += p.hits
+                if d.limiter is not None:
+                    for name, n in zip(d.limiter.names, d.limiter.refused, strict=True):
+                        refused[name] += n
+        rules.subtract(refused)  # "rule" counts what a rule relayed
         out: Counter[tuple[str, ...]] = Counter()
         for kind, source in (
             ("captured", self._captured),
@@ -464,6 +574,9 @@ class Relay:
                     out[kind, name] = n
         for reason, n in self._dropped.items():
             out["dropped", reason] = n
+        for name, n in refused.items():
+            if n:
+                out["rule_dropped", name, Drop.RATE_LIMIT] = n
         if self._mesh_received:
             out["mesh_received",] = self._mesh_received
         return out
@@ -512,15 +625,24 @@ class Relay:
             if not egress:
                 d = Decision(Drop.NO_RULE, dst_mac=dst_mac)
             else:
+                caps = self.limiters.egress
+                plans = []
+                # validation forbids mesh -> mesh; never re-flood the mesh
+                for out in egress:
+                    if out != MESH:
+                        plan = Plan(self.interfaces[out], dst_ip)
+                        plan.limiter = caps.get(out)
+                        plans.append(plan)
+                buckets = self.limiters.rules
                 d = Decision(
                     None,
                     dst_mac=dst_mac,
                     rules=tuple(rule.name for rule in matched),
-                    # validation forbids mesh -> mesh; never re-flood the mesh
-                    plans=tuple(
-                        Plan(self.interfaces[out], dst_ip) for out in egress if out != MESH
-                    ),
+                    plans=tuple(plans),
                     to_mesh=MESH in egress and ingress != MESH,
+                    limiter=Gate(matched, buckets)
+                    if any(rule.name in buckets for rule in matched)
+                    else None,
                 )
         if len(decisions) >= DECISION_CAPACITY:
             self._retire(decisions)
@@ -534,11 +656,18 @@ class Relay:
                 self._retired_rules[name] += d.hits
             for p in d.plans:
                 self._retired_emits[p.egress] += p.hits
+            if d.limiter is not None:
+                for name, n in zip(d.limiter.names, d.limiter.refused, strict=True):
+                    self._retired_refused[name] += n
         decisions.clear()
 
     def _forget_decisions(self) -> None:
         for decisions in self._decisions.values():
             self._retire(decisions)
+        # What fragments were to follow names plans just forgotten: the rest of those datagrams
+        # is lost (counted), rather than sent by stale rules or to a stale broadcast address.
+        for _ in range(self._fragments.clear()):
+            self._drop(Drop.FRAGMENT_TIMEOUT, "fragments")
 
     def _from_mesh(
         self, frames: list[tuple[bytes, bool, bool]], now: float
@@ -552,7 +681,10 @@ class Relay:
             try:
                 frame, u = udp_offset(raw)
             except FrameError as e:
-                self._drop(Drop(e.reason), MESH)
+                if e.reason == Drop.FRAGMENT:  # the datagram's first fragment decides
+                    self._on_fragment(MESH, raw, now, emits, [], from_self=from_self)
+                else:
+                    self._drop(Drop(e.reason), MESH)
                 continue
             key = (frame[26:34] if by_source else frame[30:34]) + frame[u + 2 : u + 4]
             d = decisions.get(key)
@@ -565,14 +697,19 @@ class Relay:
                 self._drop(d.drop, MESH)
                 continue
             d.hits += 1
+            plans = d.plans
+            if d.limiter is not None:
+                plans = self._admit(d, d.limiter, MESH, now)[0]
             seen = hash(frame[26:30] + frame[18:20] + frame[u : u + 6] + frame[u + 8 :])
-            for p in d.plans:
+            for p in plans:
                 out = p.egress
                 window = recent[out]
                 if segment[out] and not self._is_designated(out, now):
                     self._drop(Drop.STANDBY, out)
                 elif not from_self and (seen in window.current or seen in window.previous):
                     self._drop(Drop.DUPLICATE, out)
+                elif p.limiter is not None and not p.limiter.allow(now):
+                    self._drop(Drop.RATE_LIMIT, out)
                 else:
                     emits.append(
                         (
@@ -588,7 +725,16 @@ class Relay:
 
     def _encode(self, frames: list[bytes], now: float) -> list[bytes]:
         if self.mesh_format == "snowsignal":
+            # SnowSignal cannot parse fragments: a frame goes whole, and the kernel fragments a
+            # datagram over the path MTU.
             return [encode_snowsignal(frame) for frame in frames]
+        budget = self._budget
+        # (a drain of one is the common case: spare it building the map)
+        if len(frames[0]) > budget if len(frames) == 1 else max(map(len, frames)) > budget:
+            # A frame a datagram cannot carry leaves as IPv4 fragments that each fit one, so no
+            # mesh datagram needs IP fragmentation of its own (which an underlay or a stateful
+            # firewall may drop); the far side's receivers reassemble them.
+            frames = [piece for frame in frames for piece in split_frame(frame, budget)]
         seal = self.codec.seal
         origin, ms, seq = self.relay_id, int(now * 1000), self._seq
         # Never forwarded mesh to mesh (validation forbids it): what we send crossed no relay.
@@ -596,6 +742,128 @@ class Relay:
             seal(kind, origin, seq.next(), 0, ms, body)
             for kind, body in batch_bodies(frames, self._budget)
         ]
+
+    def _admit(
+        self, d: Decision, gate: Gate, where: str, now: float
+    ) -> tuple[tuple[Plan, ...], bool]:
+        """The plans, and whether the mesh too, that `d`'s rate-limited rules let this frame
+        take; each rule that refused it is a counted `rate-limit` drop."""
+        verdict = gate.admit(now)
+        if verdict is None:
+            return d.plans, d.to_mesh
+        allowed, refused = verdict
+        for _ in range(refused):
+            self._drop(Drop.RATE_LIMIT, where)
+        return tuple(p for p in d.plans if p.egress in allowed), d.to_mesh and MESH in allowed
+
+    # -- fragments (relay/fragments.py); not the common case, so objects are fine here -------
+
+    def _on_fragment(
+        self,
+        where: str,
+        frame: bytes,
+        now: float,
+        emits: list[tuple[str, Frame]],
+        to_mesh: list[bytes],
+        *,
+        from_self: bool = False,
+    ) -> None:
+        """A fragment of a UDP datagram, captured on `where` or received from the mesh: the
+        first one is judged like a whole datagram, the others follow it (or wait for it)."""
+        try:
+            f = parse_fragment(frame)
+        except FrameError as e:
+            self._drop(Drop(e.reason), where)
+            return
+        if where != MESH:
+            if f.src_mac == self.interfaces[where].mac or f.src_mac in self._relay_macs:
+                self._drop(Drop.RELAY_MAC, where)
+                return
+            if self._segment[where] and not self._is_designated(where, now):
+                self._drop(Drop.STANDBY, where)
+                return
+            window = self._recent[where]
+            seen = (f.key, f.offset)
+            if seen in window:
+                self._drop(Drop.DUPLICATE, where)
+                return
+            window.add(seen)
+        if f.first:
+            follow = self._judge_first(where, f, now)
+            # Remembered when dropped too: the rest of the datagram is dropped at once, not
+            # held until it times out.
+            held = self._fragments.first(where, f, follow, now)
+            self._send_fragments(where, [f, *held], follow, now, emits, to_mesh, from_self)
+            return
+        known = self._fragments.follow(where, f, now)
+        if known is Pending.OVERFLOW:
+            self._drop(Drop.FRAGMENT_OVERFLOW, where)
+        elif known is not Pending.HELD:
+            self._send_fragments(where, [f], known, now, emits, to_mesh, from_self)
+
+    def _judge_first(self, where: str, f: Fragment, now: float) -> _Follow:
+        """The fate of a fragmented datagram, from its first fragment: the cached decision of
+        its destination and port, as a whole datagram's (one rule hit, one token)."""
+        assert f.dst_port is not None  # a first fragment carries the UDP header
+        ips = f.frame[26:34]
+        key = (ips if self.rules.filters_source(where) else ips[4:]) + f.dst_port.to_bytes(2, "big")
+        decisions = self._decisions.get(where) or self._decisions.setdefault(where, {})
+        d = decisions.get(key)
+        if d is None:
+            d = self._decide(where, key, decisions)
+        if where == MESH and f.dst_mac != d.dst_mac:
+            self._drop(Drop.NOT_BROADCAST, where)
+            return (), False, Drop.NOT_BROADCAST
+        if d.drop is not None:
+            self._drop(d.drop, where)
+            return (), False, d.drop
+        d.hits += 1
+        if d.limiter is None:
+            return d.plans, d.to_mesh, None
+        plans, mesh_too = self._admit(d, d.limiter, where, now)
+        return plans, mesh_too, None if plans or mesh_too else Drop.RATE_LIMIT
+
+    def _send_fragments(
+        self,
+        where: str,
+        frags: list[Fragment],
+        follow: _Follow,
+        now: float,
+        emits: list[tuple[str, Frame]],
+        to_mesh: list[bytes],
+        from_self: bool,
+    ) -> None:
+        plans, mesh_too, reason = follow
+        if reason is not None:
+            for f in frags:
+                if not f.first:  # the first was counted when it was judged
+                    self._drop(reason, where)
+            return
+        recent = self._recent
+        for f in frags:
+            if mesh_too:
+                to_mesh.append(f.frame)
+            seen = (f.key, f.offset)
+            for p in plans:
+                out = p.egress
+                window = recent[out]
+                if where == MESH:
+                    if self._segment[out] and not self._is_designated(out, now):
+                        self._drop(Drop.STANDBY, out)
+                        continue
+                    if not from_self and seen in window:
+                        self._drop(Drop.DUPLICATE, out)
+                        continue
+                if p.limiter is not None and not p.limiter.allow(now):
+                    self._drop(Drop.RATE_LIMIT, out)
+                    continue
+                frame = rewrite_fragment(
+                    f, src_mac=p.macs[6:], dst_mac=p.macs[:6], dst_ip=p.dst_ip,
+                    ttl=max(1, f.ttl - 1),
+                )  # fmt: skip
+                emits.append((out, frame))
+                p.hits += 1
+                window.add(seen)
 
     def _probe(self, iface: str, now: float) -> tuple[str, bytes]:
         # The body names our mesh port: relays of another mesh on this segment do not elect us.

@@ -33,8 +33,9 @@ crosscast format (all integers big-endian; the header is 32 bytes)::
 A BATCH carries the frames one relay captured in one wake-up for the mesh, so that a burst
 costs one datagram, one system call per peer and one HMAC instead of one per frame. The sender
 never waits to fill one: it batches only what one drain already holds, keeps each datagram at
-or under MESH_DATAGRAM_MAX (a 1500-byte path MTU minus IPv4, UDP and a VXLAN overlay's 50
-bytes), and sends a lone frame, or one too large to share a datagram, as a FRAME. A BATCH whose
+or under mesh_datagram_max(--mesh-mtu) (MESH_DATAGRAM_MAX for a 1500-byte path MTU: minus
+IPv4, UDP and a VXLAN overlay's 50 bytes), and sends a lone frame as a FRAME; the engine first
+cuts a frame too large for one datagram into IPv4 fragments that fit. A BATCH whose
 lengths do not add up exactly to its body is dropped whole ("bad-batch"); each frame in a good
 one is then validated on its own, like the body of a FRAME. The SnowSignal format has no batch:
 it stays one frame per datagram.
@@ -67,9 +68,16 @@ KIND_FRAME = 1  # body = an Ethernet frame to relay
 KIND_PROBE = 2  # body = the sender's mesh port (segment probe)
 KIND_BATCH = 3  # body = (u16 length + Ethernet frame) repeated, one or more times
 KINDS = frozenset({KIND_FRAME, KIND_PROBE, KIND_BATCH})
-# 1500-byte path MTU - 20 (IPv4) - 8 (UDP) - 50 (VXLAN: outer Ethernet, IPv4, UDP, VXLAN), so a
-# batch is never fragmented, on a Docker overlay network either.
-MESH_DATAGRAM_MAX = 1500 - 20 - 8 - 50
+
+
+def mesh_datagram_max(path_mtu: int = 1500) -> int:
+    """The largest mesh datagram (UDP payload) for a path MTU of `path_mtu`: minus 20 (IPv4),
+    8 (UDP) and 50 (VXLAN: outer Ethernet, IPv4, UDP, VXLAN), so a datagram is never
+    fragmented, on a Docker overlay network either."""
+    return path_mtu - 20 - 8 - 50
+
+
+MESH_DATAGRAM_MAX = mesh_datagram_max(1500)
 HOP_LIMIT = 4  # above it the codec rejects the datagram; at it the engine drops it
 TAG_LEN = 32  # HMAC-SHA256 digest size
 FLAG_TAG = 0x01

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from crosscast.net.bpf import Instruction
 from crosscast.relay import capture
+from crosscast.relay.addrwatch import AddressWatch
 from crosscast.relay.discovery import DnsResolver, Resolver
 from crosscast.relay.engine import Captured, Interface
 from crosscast.relay.mesh import MeshSocket
@@ -35,7 +36,8 @@ class CapturePort(Protocol):
     def sock(self) -> HasFileno: ...
     def receive(self) -> Sequence[Captured]: ...
     def send(self, frame: bytes | bytearray) -> None: ...
-    def kernel_drops(self) -> tuple[int, int]: ...
+    def take_counts(self) -> dict[str, int]: ...
+    def take_error(self) -> int: ...
     def close(self) -> None: ...
 
 
@@ -49,7 +51,17 @@ class MeshPort(Protocol):
     @property
     def counters(self) -> Counter[tuple[str, ...]]: ...
     def receive(self) -> list[tuple[bytes, str]]: ...
+    def count_socket_drops(self) -> None: ...
     def send(self, datagram: bytes, peers: Iterable[str]) -> None: ...
+    def close(self) -> None: ...
+
+
+class WatchPort(Protocol):
+    """Readable when addresses or links change (addrwatch.AddressWatch)."""
+
+    @property
+    def sock(self) -> HasFileno: ...
+    def drain(self) -> bool: ...
     def close(self) -> None: ...
 
 
@@ -86,6 +98,11 @@ class Host(Protocol):
         """The DNS resolver for peer discovery."""
         ...
 
+    def open_address_watch(self) -> WatchPort | None:
+        """A socket that wakes on address and link changes; None where there is none (the
+        service then notices them on its periodic interface check)."""
+        ...
+
 
 class SystemHost:
     """The real machine: ioctls and AF_PACKET sockets (capture.py), the mesh socket, DNS."""
@@ -115,3 +132,9 @@ class SystemHost:
 
     def resolver(self) -> Resolver:
         return DnsResolver()
+
+    def open_address_watch(self) -> WatchPort | None:
+        try:
+            return AddressWatch()
+        except OSError:
+            return None

@@ -68,8 +68,39 @@ COUNTERS: dict[str, Spec] = {
         ("interface",),
         "Frames the kernel dropped before the relay read them (PACKET_STATISTICS tp_drops).",
     ),
+    "ring_skipped": Spec(
+        "crosscast_ring_skipped_slots",
+        ("interface",),
+        "Receive-ring slots given up on because the kernel moved past them without filling them.",
+    ),
+    "capture_late": Spec(
+        "crosscast_capture_late_frames",
+        ("interface",),
+        "Captured frames dropped unread because they had waited in the receive ring too long "
+        "(the relay could not keep up).",
+    ),
+    "mesh_late": Spec(
+        "crosscast_mesh_late_datagrams",
+        (),
+        "Mesh datagrams dropped unread because they had queued in the socket too long "
+        "(the relay could not keep up).",
+    ),
+    "mesh_socket_drops": Spec(
+        "crosscast_mesh_socket_drops",
+        (),
+        "Mesh datagrams the kernel dropped because the socket's receive buffer was full.",
+    ),
     "mesh_received": Spec(
         "crosscast_mesh_received_datagrams", ("peer",), "Datagrams received from the mesh."
+    ),
+    "rule_dropped": Spec(
+        "crosscast_rule_dropped_frames",
+        ("rule", "reason"),
+        "Frames a rule matched but did not relay (rate-limit), by rule and reason.",
+    ),
+    "reloads": Spec("crosscast_reloads", (), "Configurations reloaded on SIGHUP."),
+    "reload_failures": Spec(
+        "crosscast_reload_failures", (), "SIGHUP reloads refused (the old configuration stays)."
     ),
     "mesh_sent": Spec("crosscast_mesh_sent_datagrams", ("peer",), "Datagrams sent, by peer."),
     "mesh_send_errors": Spec(

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from crosscast import yamlfile
+from crosscast.relay.ratelimit import default_burst
 
 MESH = "mesh"
 
@@ -52,9 +53,16 @@ _KEYWORDS = {
     "broadcast": "broadcast",
     "allow": "allow",
     "deny": "deny",
+    "rate": "rate",
+    "burst": "burst",
 }
-_KEYWORD_LIST = "from, to, port, group, broadcast, allow, deny"
-_YAML_KEYS = ("name", "from", "to", "ports", "broadcast", "groups", "allow", "deny")
+_KEYWORD_LIST = "from, to, port, group, broadcast, allow, deny, rate, burst"
+_YAML_KEYS = (
+    "name", "from", "to", "ports", "broadcast", "groups", "allow", "deny", "rate", "burst"
+)  # fmt: skip
+# A rate limit above this is a typo (a 10 Gbit/s segment carries ~15 million frames per second).
+RATE_MAX = 10_000_000
+_RATE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(?:/\s*s)?")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -88,6 +96,8 @@ class Rule:
     allow: tuple[tuple[int, int], ...] = ()
     deny: tuple[tuple[int, int], ...] = ()
     origin: str = ""
+    rate: float | None = None  # frames per second this rule may relay (None: no limit)
+    burst: int | None = None  # frames at once; the parsers fill it in when `rate` is given
 
     def admits_source(self, src_ip: int) -> bool:
         """Deny wins over allow; an empty allow list admits any source."""
@@ -211,6 +221,30 @@ def _parse_cidr_item(item: object, key: str) -> tuple[int, int]:
     return int(net.network_address), net.prefixlen
 
 
+def _parse_rate_item(item: object) -> float:
+    """A rate: a positive number of frames per second, written N or N/s."""
+    if isinstance(item, bool) or not isinstance(item, int | float | str):
+        raise _Problem(f"rate {item!r} is not a number of frames per second")
+    m = _RATE_RE.fullmatch(str(item).strip())
+    if m is None:
+        raise _Problem(f"rate '{item}' is not a number of frames per second (use 500 or 500/s)")
+    rate = float(m.group(1))
+    if not 0 < rate <= RATE_MAX:
+        raise _Problem(f"rate {m.group(1)} is out of range (more than 0, at most {RATE_MAX}/s)")
+    return rate
+
+
+def _parse_burst_item(item: object) -> int:
+    """A burst: a whole number of frames, at least 1."""
+    text = str(item).strip()
+    if isinstance(item, bool) or not isinstance(item, int | str) or not text.isdigit():
+        raise _Problem(f"burst {item!r} is not a whole number of frames")
+    burst = int(text)
+    if not 1 <= burst <= RATE_MAX:
+        raise _Problem(f"burst {burst} is out of range 1-{RATE_MAX}")
+    return burst
+
+
 def _check_name(name: str) -> None:
     if not _NAME_RE.fullmatch(name):
         raise _Problem(
@@ -263,6 +297,15 @@ def _rule_problems(rule: Rule) -> list[tuple[str | None, str]]:
                     "224.0.0.0/24, which is never relayed (RFC 5771)",
                 )
             )
+    if rule.rate is not None and not 0 < rule.rate <= RATE_MAX:
+        out.append(
+            ("rate", f"rate {rule.rate:g} is out of range (more than 0, at most {RATE_MAX}/s)")
+        )
+    if rule.burst is not None:
+        if rule.rate is None:
+            out.append(("burst", "has a burst but no rate"))
+        elif not 1 <= rule.burst <= RATE_MAX:
+            out.append(("burst", f"burst {rule.burst} is out of range 1-{RATE_MAX}"))
     for key, nets in (("allow", rule.allow), ("deny", rule.deny)):
         for net, plen in nets:
             if not 0 <= plen <= 32 or not 0 <= net <= 0xFFFFFFFF or not _in_cidr(net, (net, plen)):
@@ -366,6 +409,15 @@ def _parse_line(text: str, origin: str, problems: list[str]) -> Rule | None:
             continue
         value = words[i]
         i += 1
+        if kw in ("rate", "burst"):
+            try:
+                if kw == "rate":
+                    lists.rate = _parse_rate_item(value)
+                else:
+                    lists.burst = _parse_burst_item(value)
+            except _Problem as e:
+                problems.append(f"{where}{e}")
+            continue
         for item in value.split(","):
             try:
                 if item == "":
@@ -404,6 +456,8 @@ class _Lists:
     groups: list[int] = field(default_factory=list)
     allow: list[tuple[int, int]] = field(default_factory=list)
     deny: list[tuple[int, int]] = field(default_factory=list)
+    rate: float | None = None
+    burst: int | None = None
 
     def add(self, key: str, item: object, endpoint: Callable[[object], str]) -> None:
         """One item of `key` (to, ports, groups, allow, deny); raises ValueError."""
@@ -431,6 +485,8 @@ class _Lists:
             self.allow,
             self.deny,
             origin,
+            self.rate,
+            self.burst,
         )
 
 
@@ -444,10 +500,13 @@ def _make_rule(
     allow: Iterable[tuple[int, int]],
     deny: Iterable[tuple[int, int]],
     origin: str,
+    rate: float | None = None,
+    burst: int | None = None,
 ) -> Rule:
     """Canonical form: ports sorted and merged, groups and CIDRs sorted without repeats.
 
-    `broadcast` None means the default: on without groups, off with them.
+    `broadcast` None means the default: on without groups, off with them. A rate without a
+    burst gets the default burst (ratelimit.default_burst: 0.1 s of frames).
     """
     group_t = tuple(sorted(set(groups)))
     if broadcast is None:
@@ -462,12 +521,15 @@ def _make_rule(
         allow=tuple(sorted(set(allow))),
         deny=tuple(sorted(set(deny))),
         origin=origin,
+        rate=rate,
+        burst=default_burst(rate) if rate and burst is None else burst,
     )
 
 
 def parse_rule_text(text: str, origin: str) -> Rule:
     """Parse `NAME from IFACE to IFACE[,IFACE...] port P[,LO-HI...] [group G[,G...]]
-    [broadcast] [allow CIDR[,...]] [deny CIDR[,...]]` (keywords in any order after NAME).
+    [broadcast] [allow CIDR[,...]] [deny CIDR[,...]] [rate N[/s] [burst M]]` (keywords in any
+    order after NAME).
 
     Broadcast is on when no group is given; with groups, only if the `broadcast` word is there.
     A group may carry its port (G:PORT), which joins the rule's ports; `port` may then go.
@@ -638,6 +700,14 @@ def rule_from_node(
         problems.add(node, f"{named}missing 'ports'")
 
     broadcast: bool | None = None
+    for key, parse in (("rate", _parse_rate_item), ("burst", _parse_burst_item)):
+        if key in keys:
+            value_node = keys[key][1]
+            try:
+                setattr(lists, key, parse(loader.value(value_node, problems)))
+            except _Problem as e:
+                problems.add(value_node, f"{named}{e}")
+
     if "broadcast" in keys:
         value_node = keys["broadcast"][1]
         value = loader.value(value_node, problems)
@@ -673,7 +743,11 @@ def snowsignal_rules(interface: str, port: int) -> tuple[Rule, Rule]:
 
 # --- printout ---------------------------------------------------------------------------------
 
-_COLUMNS = ("NAME", "FROM", "TO", "MATCH", "SOURCES", "ORIGIN")
+_COLUMNS = ("NAME", "FROM", "TO", "MATCH", "SOURCES", "LIMIT", "ORIGIN")
+
+
+def _limit_text(rule: Rule) -> str:
+    return f"{rule.rate:g}/s burst {rule.burst}" if rule.rate else "-"
 
 
 def _match_text(rule: Rule) -> str:
@@ -698,6 +772,7 @@ def format_rule_table(rules: Sequence[Rule]) -> str:
             ",".join(rule.egress) or "(nowhere)",
             _match_text(rule),
             _sources_text(rule),
+            _limit_text(rule),
             rule.origin or "-",
         )
         for rule in rules
@@ -723,6 +798,7 @@ def rule_to_dict(rule: Rule) -> dict[str, Any]:
         "broadcast": rule.broadcast,
         "allow": [_cidr_to_str(n) for n in rule.allow],
         "deny": [_cidr_to_str(n) for n in rule.deny],
+        **({"rate": rule.rate, "burst": rule.burst} if rule.rate else {}),
     }
 
 

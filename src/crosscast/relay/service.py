@@ -3,6 +3,8 @@
 Owns start-up (fail fast with one line and status 2), the event loop (uvloop when installed),
 the readers that drain each socket on every wake-up, supervision of the periodic tasks, health,
 the logging of what the engine recorded (each drop reason once at warning, repeats at debug),
+live reconfiguration (SIGHUP reloads rules and peers atomically; address, prefix and link
+changes come from netlink and update the engine, the kernel filters and the own addresses),
 and an orderly shutdown on SIGTERM/SIGINT (status 0). Everything it decides per packet, it asks
 the engine. It opens nothing itself: interfaces, sockets and DNS come from a `Host`
 (relay/host.py), the real machine unless a test passes a fake one.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import json
 import logging
@@ -23,25 +26,48 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from crosscast.net.bpf import CaptureSpec, capture_program
+from crosscast.net.bpf import CaptureSpec, Instruction, capture_program
 from crosscast.net.frames import LIMITED_BROADCAST
-from crosscast.relay import READY, logformat, metrics, protocols, sdnotify
+from crosscast.relay import READY, logformat, protocols, sdnotify
 from crosscast.relay import settings as config
 from crosscast.relay.capture import StartupError
-from crosscast.relay.discovery import Discovery
+from crosscast.relay.discovery import Discovery, LazyResolver, needs_dns
 from crosscast.relay.engine import Drop, Dropped, Interface, Output, Relay, RelayJoined
 from crosscast.relay.envelope import CrosscastCodec
-from crosscast.relay.host import CapturePort, Host, MeshPort, SystemHost
+from crosscast.relay.host import CapturePort, Host, MeshPort, SystemHost, WatchPort
 from crosscast.relay.ruleindex import RuleTable
-from crosscast.relay.rules import format_rule_table, rule_to_dict
+from crosscast.relay.rules import Rule, format_rule_table, rule_to_dict
+
+if TYPE_CHECKING:
+    # prometheus_client (and http.server, email, ...) cost 4 MB of RSS: imported when /metrics
+    # is served or scraped (a relay without --metrics-port never loads them).
+    from prometheus_client import CollectorRegistry
+
+    from crosscast.relay import metrics
 
 log = logging.getLogger("crosscast")
 
 TICK = 1.0  # seconds between housekeeping ticks (probes, expiries)
 WATCH = 2.0  # seconds between checks that each interface is still the one we opened
 RESTART_DELAY = 1.0  # seconds before a crashed task is started again
+SWAP_DRAINS = 16  # drains of a replaced capture before it closes (up to 4,096 frames)
+WAIT_POLL = 0.5  # seconds between looks for missing interfaces (--wait-for-interfaces)
+# What a reload cannot change on a running relay: (setting, what it is called in the log).
+RESTART_ONLY = (
+    ("mesh_port", "mesh port"),
+    ("mesh_format", "mesh format"),
+    ("mesh_secret", "mesh secret"),
+    ("metrics_port", "metrics port"),
+    ("metrics_address", "metrics address"),
+    ("rcvbuf", "receive buffer"),
+    ("event_loop", "event loop"),
+    ("egress_rate", "egress rate"),
+    ("mesh_mtu", "mesh MTU"),
+    ("log_level", "log level"),
+    ("discovery_interval", "discovery interval"),
+)
 
 
 def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -58,6 +84,9 @@ def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None
     return factory
 
 
+_CaptureArgs = tuple[tuple[Instruction, ...], tuple[int, ...]]  # a capture's filter and groups
+
+
 def _ip(value: int | None) -> str:
     return "-" if value is None else socket.inet_ntoa(value.to_bytes(4, "big"))
 
@@ -72,11 +101,16 @@ class Runtime:
         *,
         relay_id: int | None = None,
         clock: Callable[[], float] = time.time,
+        reload: Callable[[], config.RelaySettings] | None = None,
         notifier: sdnotify.Notifier | None = None,
     ) -> None:
         self.settings = settings
         self.host = host
         self.clock = clock
+        self._reload = reload  # reads the configuration again (SIGHUP); None: cannot
+        self._port_args: dict[str, _CaptureArgs] = {}
+        self.watch: WatchPort | None = None
+        self._peers_changed = asyncio.Event()
         self.notifier = notifier or sdnotify.Notifier(None)
         self.decoder = protocols.DecodeLog() if settings.decode_pvaccess else None
         self.table = RuleTable(settings.rules)
@@ -94,16 +128,14 @@ class Runtime:
             mesh_port=settings.mesh_port,
             mesh_format=settings.mesh_format,
             codec=CrosscastCodec(settings.mesh_secret),
+            egress_rate=settings.egress_rate,
+            mesh_mtu=settings.mesh_mtu,
         )
         self.own = set(host.own_addresses())
         first = interfaces[settings.interfaces[0]] if settings.interfaces else None
         self_address = _ip(first.address) if first and first.address is not None else None
-        self.discovery = Discovery(
-            settings.peer_names,
-            host.own_addresses,
-            host.resolver(),
-            lambda: self_address,
-        )
+        self._self_address = self_address
+        self.discovery = self._discovery(settings)
         try:
             for iface in interfaces.values():
                 self.ports[iface.name] = self._open_port(iface)
@@ -112,22 +144,37 @@ class Runtime:
         except BaseException:
             self.close()
             raise
-        self._registry = metrics.registry(self.snapshot)
+        self._registry: CollectorRegistry | None = None  # made on the first scrape
 
-    def _open_port(self, iface: Interface) -> CapturePort:
-        ports, groups = self.table.capture_needs(iface.name)
+    def _discovery(self, settings: config.RelaySettings) -> Discovery:
+        self_address = self._self_address
+        # A resolver (and dnspython, 5 MB of RSS) only when a peer name needs one.
+        resolver = (
+            self.host.resolver()
+            if needs_dns(settings.peer_names)
+            else LazyResolver(self.host.resolver)
+        )
+        return Discovery(
+            settings.peer_names, self.host.own_addresses, resolver, lambda: self_address
+        )
+
+    def _capture_args(self, iface: Interface, table: RuleTable) -> _CaptureArgs:
+        """The kernel filter and the groups of `iface`'s capture under `table`."""
+        ports, groups = table.capture_needs(iface.name)
         addrs = (
             (LIMITED_BROADCAST,)
             if iface.broadcast is None
             else (LIMITED_BROADCAST, iface.broadcast)
         )
         spec = CaptureSpec(broadcast_ports=ports, broadcast_addrs=addrs, groups=groups)
-        return self.host.open_capture(
-            iface.name,
-            capture_program(spec),
-            self.table.groups_on(iface.name),
-            self.settings.rcvbuf,
-        )
+        return tuple(capture_program(spec)), table.groups_on(iface.name)
+
+    def _open_port(self, iface: Interface, table: RuleTable | None = None) -> CapturePort:
+        args = self._capture_args(iface, self.table if table is None else table)
+        program, groups = args
+        port = self.host.open_capture(iface.name, program, groups, self.settings.rcvbuf)
+        self._port_args[iface.name] = args
+        return port
 
     def close(self) -> None:
         for port in self.ports.values():
@@ -135,6 +182,9 @@ class Runtime:
         self.ports.clear()
         if self.mesh is not None:
             self.mesh.close()
+        if self.watch is not None:
+            self.watch.close()
+            self.watch = None
 
     # -- per-packet paths (loop.add_reader callbacks) ----------------------------------------
 
@@ -184,10 +234,7 @@ class Runtime:
             # ENETDOWN once when the link goes down; the kernel re-hooks the socket when it
             # comes back. A deleted interface is noticed by the watcher, which re-opens.
             self.counters["dropped", f"capture-{errno_name(e)}"] += 1
-            # uvloop (libuv) stops polling a descriptor that reported POLLERR: arm it again.
-            loop = asyncio.get_running_loop()
-            loop.remove_reader(port.sock.fileno())
-            loop.add_reader(port.sock.fileno(), self.on_port_readable, port)
+            self._rearm(port)
             return
         if not frames:
             return
@@ -251,40 +298,214 @@ class Runtime:
             await asyncio.sleep(TICK)
 
     def _count_kernel_drops(self) -> None:
-        # PACKET_STATISTICS, read off the packet path: frames the kernel dropped because the
-        # capture queue was full. Sized for bursts, not backlog, so overload shows up here.
+        # PACKET_STATISTICS and the ring's own counts, read off the packet path: frames the
+        # kernel dropped because the capture queue was full (sized for bursts, not backlog, so
+        # overload shows up here), frames too old to relay, and the bytes captured and sent.
         for port in self.ports.values():
             try:
-                dropped, too_long = port.kernel_drops()
+                counts = port.take_counts()
             except OSError:
                 continue
-            if dropped:
-                self.counters["kernel_drops", port.name] += dropped
-            if too_long:
-                self.counters["dropped", Drop.TOO_LONG, port.name] += too_long
+            for kind, n in counts.items():
+                if not n:
+                    continue
+                if kind == "too_long":
+                    self.counters["dropped", Drop.TOO_LONG, port.name] += n
+                else:
+                    self.counters[kind, port.name] += n
+        if self.mesh is not None:
+            with contextlib.suppress(OSError):
+                self.mesh.count_socket_drops()
 
     async def _discover(self) -> None:
         while True:
-            await asyncio.sleep(self.settings.discovery_interval)
+            # A reload with other peer names wakes this at once.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._peers_changed.wait(), self.settings.discovery_interval)
+            self._peers_changed.clear()
             change = await self.discovery.refresh()
             if change.added or change.removed:
                 self.own = set(self.host.own_addresses())
 
     async def _watch(self) -> None:
-        """Re-open the capture of an interface that was deleted and created again (a new
-        ifindex); a link that only went down and up keeps its socket (see on_port_readable)."""
+        """Look at the interfaces every WATCH seconds, in case netlink is missing or lost an
+        event (the address watch wakes `check_interfaces` at once otherwise)."""
         while True:
             await asyncio.sleep(WATCH)
-            for name in self.settings.interfaces:
-                port = self.ports.get(name)
-                index = self.host.interface_index(name)
-                if port is not None and index == port.index:
-                    continue
-                if port is not None:
-                    self._close_port(port)
-                    log.warning("interface %s went away; waiting for it to come back", name)
-                if index is not None:
-                    self._reopen(name)
+            self.check_interfaces()
+
+    def on_watch_readable(self) -> None:
+        assert self.watch is not None
+        if self.watch.drain():
+            self.check_interfaces()
+
+    def check_interfaces(self) -> None:
+        """Re-open the capture of an interface that was deleted and created again (a new
+        ifindex); a link that only went down and up keeps its socket (see on_port_readable).
+        An interface whose address, prefix or MAC changed is updated in the engine, gets a
+        capture filtering for its new broadcast address, and the own addresses are read again.
+        """
+        for name in self.settings.interfaces:
+            port = self.ports.get(name)
+            index = self.host.interface_index(name)
+            if port is not None and index == port.index:
+                self._rearm(port, clear_error=True)
+                self._check_address(name)
+                continue
+            if port is not None:
+                self._close_port(port)
+                log.warning("interface %s went away; waiting for it to come back", name)
+            if index is not None:
+                self._reopen(name)
+
+    def _rearm(self, port: CapturePort, *, clear_error: bool = False) -> None:
+        """Watch the port's descriptor afresh. uvloop (libuv) closes a reader whose descriptor
+        reported POLLERR, which a packet socket does when its link goes down (ENETDOWN): when
+        frames keep the ring busy, no empty drain reads the error and re-arms, and the capture
+        would stay unread after the flap. So every interface check also reads (and clears) a
+        pending error, counted, and arms the reader again: two epoll_ctl calls."""
+        if clear_error:
+            err = port.take_error()
+            if err:
+                self.counters[
+                    "dropped", f"capture-{errno_name(OSError(err, os.strerror(err)))}"
+                ] += 1
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(port.sock.fileno())
+        loop.add_reader(port.sock.fileno(), self.on_port_readable, port)
+
+    def _check_address(self, name: str) -> None:
+        try:
+            iface = self.host.read_interface(name)
+        except (StartupError, OSError):
+            return  # gone between the two look-ups: the next check re-opens it
+        old = self.relay.interfaces.get(name)
+        if old == iface:
+            return
+        self.relay.update_interface(iface)
+        self.own = set(self.host.own_addresses())
+        log.info(
+            "interface %s is now %s/%s (broadcast %s)",
+            name,
+            _ip(iface.address),
+            "-" if iface.prefix_len is None else iface.prefix_len,
+            _ip(iface.broadcast) if iface.broadcast is not None else "255.255.255.255 only",
+        )
+        if self._capture_args(iface, self.table) != self._port_args.get(name):
+            self._replace_port(name, iface, self.table)
+
+    def _replace_port(self, name: str, iface: Interface, table: RuleTable) -> None:
+        """A new capture for `name` (new filter or groups), opened before the old one closes so
+        nothing is missed; what both saw is one frame to the duplicate window."""
+        try:
+            port = self._open_port(iface, table)
+        except (StartupError, OSError) as e:
+            log.warning("cannot re-open %s with its new filter yet: %s", name, e)
+            return
+        self._swap_port(name, port)
+
+    def _swap_port(self, name: str, port: CapturePort) -> None:
+        loop = asyncio.get_running_loop()
+        old = self.ports.get(name)
+        self.ports[name] = port
+        loop.add_reader(port.sock.fileno(), self.on_port_readable, port)
+        if old is not None:
+            loop.remove_reader(old.sock.fileno())
+            # What it queued before the new one opened (a few drains' worth; an empty drain is
+            # one failing recv), then no reader: on a receive error on_port_readable re-arms it.
+            for _ in range(SWAP_DRAINS):
+                self.on_port_readable(old)
+            loop.remove_reader(old.sock.fileno())
+            old.close()
+
+    # -- SIGHUP -----------------------------------------------------------------------------
+
+    def on_sighup(self) -> None:
+        try:
+            self.reload()
+        except Exception:  # a reload must never kill the relay; counted and logged
+            self.counters["reload_failures",] += 1
+            log.exception("reload failed; the old configuration stays")
+
+    def _refuse(self, why: str) -> bool:
+        self.counters["reload_failures",] += 1
+        log.error("reload refused, the old configuration stays: %s", why)
+        return False
+
+    def reload(self) -> bool:
+        """Read the configuration again and swap in its rules and peers, all or nothing.
+
+        Captures whose filter and groups stay the same are kept; changed ones are replaced
+        without a gap (`_replace_port`); the engine takes the new rule table in one step, so
+        every frame is judged by the old rules or the new ones, never a mix. Settings that only
+        a restart can change are logged, not applied.
+        """
+        if self._reload is None:
+            return self._refuse("no configuration to reload")
+        try:
+            new = self._reload()
+        except config.SettingsError as e:
+            return self._refuse("; ".join(e.problems))
+        if new.uses_mesh != (self.mesh is not None):
+            return self._refuse("turning the mesh on or off needs a restart")
+        table = RuleTable(new.rules)
+        opened: dict[str, CapturePort] = {}
+        interfaces: dict[str, Interface] = {}
+        port_args = dict(self._port_args)  # _open_port records the new ones
+        try:
+            for name in new.interfaces:
+                iface = self.host.read_interface(name)
+                interfaces[name] = iface
+                if name not in self.ports or self._capture_args(
+                    iface, table
+                ) != self._port_args.get(name):
+                    opened[name] = self._open_port(iface, table)
+        except (StartupError, OSError) as e:
+            for port in opened.values():
+                port.close()
+            self._port_args = port_args
+            return self._refuse(str(e))
+        for iface in interfaces.values():
+            self.relay.update_interface(iface)
+        self.relay.update_rules(table)
+        self.table = table
+        for name, port in opened.items():
+            self._swap_port(name, port)
+        loop = asyncio.get_running_loop()
+        for name in set(self.ports) - set(new.interfaces):
+            old = self.ports.pop(name)
+            loop.remove_reader(old.sock.fileno())
+            old.close()
+            self._port_args.pop(name, None)
+            self.relay.remove_interface(name)
+            self.down.discard(f"capture {name}")
+        if new.peer_names != self.settings.peer_names:
+            discovery = self._discovery(new)
+            discovery.peers = self.discovery.peers  # keep sending until the names resolve
+            self.discovery = discovery
+            self._peers_changed.set()
+        for field, what in RESTART_ONLY:
+            if getattr(new, field) != getattr(self.settings, field):
+                log.warning("reload: the %s changed; it takes effect on restart", what)
+        old_rules = {r.name: r for r in self.settings.rules}
+        self.settings = dataclasses.replace(
+            self.settings,
+            rules=new.rules,
+            other_relays=new.other_relays,
+            service_name=new.service_name,
+        )
+        self.counters["reloads",] += 1
+        new_rules = {r.name: r for r in new.rules}
+        changed = [n for n in new_rules if n in old_rules and not _same(old_rules[n], new_rules[n])]
+        log.info(
+            "reloaded: %d rules (added %s; removed %s; changed %s); recaptured %s",
+            len(new.rules),
+            ", ".join(sorted(new_rules.keys() - old_rules.keys())) or "none",
+            ", ".join(sorted(old_rules.keys() - new_rules.keys())) or "none",
+            ", ".join(sorted(changed)) or "none",
+            ", ".join(sorted(opened)) or "nothing",
+        )
+        return True
 
     def _close_port(self, port: CapturePort) -> None:
         asyncio.get_running_loop().remove_reader(port.sock.fileno())
@@ -308,6 +529,8 @@ class Runtime:
     async def _serve_metrics(self) -> None:
         port = self.settings.metrics_port
         assert port is not None
+        from crosscast.relay import metrics
+
         await metrics.serve(self.settings.metrics_address, port, self.metrics_text, self.health)
 
     def health(self) -> tuple[bool, str]:
@@ -317,6 +540,8 @@ class Runtime:
 
     def snapshot(self) -> metrics.Snapshot:
         """What /metrics exports, copied from the counters only when it is scraped."""
+        from crosscast.relay import metrics
+
         counters: Counter[tuple[str, ...]] = Counter(self.counters)
         counters.update(self.relay.counters)
         if self.decoder is not None:
@@ -330,6 +555,10 @@ class Runtime:
         return metrics.Snapshot(counters, up=not self.down, peers=peers)
 
     def metrics_text(self) -> str:
+        from crosscast.relay import metrics
+
+        if self._registry is None:
+            self._registry = metrics.registry(self.snapshot)
         return metrics.exposition(self._registry)
 
     async def serve(self, stop: asyncio.Event | None = None) -> None:
@@ -338,8 +567,12 @@ class Runtime:
         stop = stop or asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.on_sighup)
         for port in self.ports.values():
             loop.add_reader(port.sock.fileno(), self.on_port_readable, port)
+        self.watch = self.host.open_address_watch()
+        if self.watch is not None:
+            loop.add_reader(self.watch.sock.fileno(), self.on_watch_readable)
         if self.mesh is not None:
             loop.add_reader(self.mesh.sock.fileno(), self.on_mesh_readable)
             await self.discovery.refresh()
@@ -374,8 +607,17 @@ class Runtime:
             loop.remove_reader(port.sock.fileno())
         if self.mesh is not None:
             loop.remove_reader(self.mesh.sock.fileno())
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        if self.watch is not None:  # opened by serve, so closed here
+            loop.remove_reader(self.watch.sock.fileno())
+            self.watch.close()
+            self.watch = None
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+
+
+def _same(a: Rule, b: Rule) -> bool:
+    """Whether two versions of a rule differ in nothing but where they were read from."""
+    return dataclasses.replace(a, origin="") == dataclasses.replace(b, origin="")
 
 
 def errno_name(e: OSError) -> str:
@@ -428,6 +670,30 @@ def check(settings: config.RelaySettings) -> int:
     return 0
 
 
+def wait_for_interfaces(
+    host: Host, names: Sequence[str], *, sleep: Callable[[float], None] = time.sleep
+) -> bool:
+    """--wait-for-interfaces: block until every interface in `names` exists (a VLAN or veth
+    that another unit creates after the relay starts). False if SIGTERM came first."""
+    stopped = False
+
+    def on_term(_sig: int, _frame: object) -> None:
+        nonlocal stopped
+        stopped = True
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        missing = [n for n in names if n not in host.interfaces()]
+        if missing:
+            log.info("waiting for interfaces %s to appear", ", ".join(missing))
+        while missing and not stopped:
+            sleep(WAIT_POLL)
+            missing = [n for n in names if n not in host.interfaces()]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return not stopped
+
+
 def _asks_json(argv: Sequence[str]) -> bool:
     """Whether argv asks for --format json, read before (and so whether or not) the settings
     load, because their problems are reported in that format too."""
@@ -456,9 +722,16 @@ def main(
     if settings.check:
         return check(settings)
     _configure_logging(settings.log_level, settings.log_format, environ)
+    if settings.wait_for_interfaces and not wait_for_interfaces(host, settings.interfaces):
+        return 0  # SIGTERM while waiting
     try:
         loop_factory = _loop_factory(settings.event_loop)
-        runtime = Runtime(settings, host, notifier=sdnotify.Notifier.from_environ(environ))
+        runtime = Runtime(
+            settings,
+            host,
+            notifier=sdnotify.Notifier.from_environ(environ),
+            reload=lambda: config.load(argv, environ, interfaces=None),
+        )
     except StartupError as e:
         print(f"crosscast relay: {e}", file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ from typing import Any
 import configargparse
 
 from crosscast.relay.envelope import parse_secret
+from crosscast.relay.ratelimit import DEFAULT_EGRESS_RATE
 from crosscast.relay.rules import (
     MESH,
     Rule,
@@ -37,6 +38,10 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # old 4 MiB (8 MiB in the kernel) queued for hundreds of ms under overload instead of dropping.
 # A capture with an RX ring is bounded by the ring, not by this.
 DEFAULT_RCVBUF = 256 * 1024
+# The underlay path MTU of the mesh: what one mesh datagram (IP + UDP + envelope + frame) may
+# take without IP fragmentation of its own (see relay/fragments.py for what happens above it).
+DEFAULT_MESH_MTU = 1500
+MESH_MTU_MIN = 576  # RFC 791: every IPv4 host must accept datagrams of 576 bytes
 
 
 class SettingsError(ValueError):
@@ -61,6 +66,9 @@ class RelaySettings:
     metrics_address: str = "127.0.0.1"
     rcvbuf: int = DEFAULT_RCVBUF
     event_loop: str = "auto"
+    egress_rate: int = DEFAULT_EGRESS_RATE  # frames per second per egress interface; 0 = off
+    mesh_mtu: int = DEFAULT_MESH_MTU
+    wait_for_interfaces: bool = False
     decode_pvaccess: bool = False
     log_format: str = "plain"
     peers_dns: tuple[str, ...] = ()
@@ -94,6 +102,20 @@ def _port(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port {value} is out of range 1-65535")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
+    return value
+
+
+def _mesh_mtu(text: str) -> int:
+    value = int(text)
+    if not MESH_MTU_MIN <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"mesh MTU {value} is out of range {MESH_MTU_MIN}-65535")
     return value
 
 
@@ -223,6 +245,16 @@ def build_parser() -> _Parser:
         metavar="SECONDS",
         help="how often peer names are resolved again (default: 10)",
     )
+    p.option(
+        mesh,
+        "--mesh-mtu",
+        env_var="MESH_MTU",
+        type=_mesh_mtu,
+        default=DEFAULT_MESH_MTU,
+        metavar="BYTES",
+        help="path MTU between relays: larger frames are sent as IPv4 fragments that fit "
+        f"(default: {DEFAULT_MESH_MTU})",
+    )
     rules = p.add_argument_group("forwarding rules (replace the SnowSignal pair when given)")
     p.option(
         rules,
@@ -231,7 +263,7 @@ def build_parser() -> _Parser:
         default=[],
         metavar="RULE",
         help="'NAME from IF to IF[,IF|mesh] port P[,LO-HI] [group G] "
-        "[broadcast] [allow CIDR] [deny CIDR]' (repeatable)",
+        "[broadcast] [allow CIDR] [deny CIDR] [rate N[/s] [burst M]]' (repeatable)",
     )
     p.option(
         rules,
@@ -281,6 +313,24 @@ def build_parser() -> _Parser:
         choices=("auto", "uvloop", "asyncio"),
         default="auto",
         help="auto (default): uvloop when installed, else asyncio",
+    )
+    p.option(
+        ops,
+        "--egress-rate",
+        env_var="EGRESS_RATE",
+        type=_non_negative_int,
+        default=DEFAULT_EGRESS_RATE,
+        metavar="FRAMES",
+        help="at most this many frames per second into each interface, over all rules; "
+        f"protects the segments from a storm (default: {DEFAULT_EGRESS_RATE}; 0 = off)",
+    )
+    p.option(
+        ops,
+        "--wait-for-interfaces",
+        env_var="WAIT_FOR_INTERFACES",
+        action="store_true",
+        help="wait at start-up for interfaces the rules name that do not exist yet "
+        "(default: fail at once)",
     )
     p.option(
         ops,
@@ -411,6 +461,9 @@ def load(
         metrics_address=ns.metrics_address,
         rcvbuf=ns.rcvbuf,
         event_loop=ns.event_loop,
+        egress_rate=ns.egress_rate,
+        mesh_mtu=ns.mesh_mtu,
+        wait_for_interfaces=ns.wait_for_interfaces,
         decode_pvaccess=ns.decode_pvaccess,
         log_format=ns.log_format,
         peers_dns=tuple(ns.peers_dns),
@@ -460,6 +513,17 @@ def setting_rows(settings: RelaySettings) -> list[tuple[str, str, str]]:
             if settings.metrics_port
             else "off",
             src("metrics_port"),
+        ),
+        (
+            "egress rate",
+            f"{settings.egress_rate}/s per interface" if settings.egress_rate else "off",
+            src("egress_rate"),
+        ),
+        ("mesh mtu", f"{settings.mesh_mtu} bytes", src("mesh_mtu")),
+        (
+            "missing interfaces",
+            "wait for them" if settings.wait_for_interfaces else "fail at start-up",
+            src("wait_for_interfaces"),
         ),
     ]
 

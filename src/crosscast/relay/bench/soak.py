@@ -167,7 +167,7 @@ def problems(
     out.extend(f"the relay {name} exited during the soak" for name in died)
     for name, r in rss.items():
         if r is None:
-            out.append(f"the RSS of {name} was not measured (psutil missing?)")
+            out.append(f"the RSS of {name} was not measured")
         elif not r.flat:
             out.append(
                 f"the RSS of {name} grew {r.growth:.1f} MB after warm-up (limit {RSS_LIMIT_MB:g})"
@@ -188,8 +188,9 @@ def loss_places(
     sink_drops: int,
 ) -> dict[str, int]:
     """Where the soak's lost frames went, from the relays' counters at its start and end: the
-    router relay's capture ring (PACKET_STATISTICS), its sends to B, the sink's socket; the
-    rest was not counted by anyone (B's mesh socket buffer has no counter)."""
+    router relay's capture ring (PACKET_STATISTICS, skipped slots, frames dropped as late), its
+    sends to B, B's mesh socket (full, or datagrams dropped as late), the sink's socket; the rest
+    was not counted by anyone."""
 
     def grew(relay: str, name: str, **labels: str) -> int:
         return round(
@@ -198,12 +199,20 @@ def loss_places(
         )
 
     places = {
-        "router capture ring": grew(ROUTER, "crosscast_kernel_drops_total", interface="br1"),
+        "router capture ring": grew(ROUTER, "crosscast_kernel_drops_total", interface="br1")
+        + grew(ROUTER, "crosscast_ring_skipped_slots_total", interface="br1"),
+        "router late in the ring": grew(
+            ROUTER, "crosscast_capture_late_frames_total", interface="br1"
+        ),
         "router mesh sends to B": grew(ROUTER, "crosscast_mesh_send_errors_total", peer=b_ip),
-        "B capture ring": grew(RELAY_B, "crosscast_kernel_drops_total"),
+        # datagrams, each carrying one or more frames (the mesh batches a drain)
+        "B mesh socket full (datagrams)": grew(RELAY_B, "crosscast_mesh_socket_drops_total"),
+        "B late in the mesh socket (datagrams)": grew(
+            RELAY_B, "crosscast_mesh_late_datagrams_total"
+        ),
         "sink socket": sink_drops,
     }
-    places["not counted (B's mesh socket?)"] = max(0, lost - sum(places.values()))
+    places["not counted"] = max(0, lost - sum(places.values()))
     return places
 
 
