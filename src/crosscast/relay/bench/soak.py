@@ -241,7 +241,7 @@ class Lab:
 
 
 def start_lab(bed: testbed.Testbed) -> Lab:
-    """Build the four VLANs, start the DNS and the four relays, the generator and the sink."""
+    """Build the four VLANs, start the DNS and the three relays, the generator and the sink."""
     v = bed.vlans
     b, c = v.relays[4], v.relays[3]
     # B hears the router relay from its address on VLAN 4; the router relay leaves out its own.
@@ -440,7 +440,7 @@ class Soak:
         self.bench = command.Bench(bed, plan, progress, "soak")
 
     def run(self) -> Result:
-        self.progress.status("soak: starting the lab and four relays")
+        self.progress.status("soak: starting the lab and three relays")
         soak_lab = start_lab(self.bed)
         running = soak_lab.running
         churn = Churn(soak_lab)
@@ -465,7 +465,7 @@ class Soak:
             search, trials, _best = self.bench.search(running, size, "soak: usable max")
             usable = search.best
             rate = usable // 2
-            self.progress.say(f"soak: usable max {usable:,} pps under churn; soaking at {rate:,}")
+            self.progress.say(f"soak: usable max {usable:,} pps; soaking at {rate:,}")
             if rate <= 0:
                 raise RuntimeError("no rate passed the search: nothing to soak at")
         full_rate = usable or 2 * rate
