@@ -254,3 +254,20 @@ def test_an_interface_a_reload_removed_is_no_longer_an_egress_or_probed() -> Non
     r = router("a from eth0 to eth2 port 9000")
     r.remove_interface("eth3")
     assert [name for name, _ in r.on_tick(NOW).emits] == ["eth0", "eth2"]
+
+
+def test_successive_full_size_datagrams_with_id_0_cross_the_mesh_as_distinct_datagrams() -> None:
+    # Linux sends id 0 in every DF datagram of an unconnected socket: split with that id, the
+    # second datagram's pieces would be duplicates of the first's (and one datagram to the
+    # receivers' reassembly). Each split datagram gets an id of its own.
+    a, b = mesh_pair()
+    out = []
+    for n in range(3):
+        frame = bcast(port=10110, payload=bytes([n]) * 1472)  # id 0, like a DF datagram
+        for d in mesh_datagrams(capture(a, "eth0", frame, NOW + n * 0.001)):
+            out += [e.frame for e in emits(mesh(b, d, NOW + n * 0.001))]
+    assert len(out) == 6  # two pieces each, none dropped as a duplicate
+    assert len({Ether(f)[IP].id for f in out}) == 3
+    for n in range(3):
+        piece = [f for f in out if Ether(f)[IP].id == Ether(out[2 * n])[IP].id]
+        assert bytes(reassembled(piece)[UDP].payload) == bytes([n]) * 1472

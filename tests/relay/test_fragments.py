@@ -120,7 +120,7 @@ def test_a_udp_checksum_of_zero_stays_zero() -> None:
 
 def test_split_frame_cuts_a_datagram_into_fragments_within_the_limit() -> None:
     frame = bytes(datagram(df=True))
-    pieces = split_frame(frame, 1408)
+    pieces = split_frame(frame, 1408, 7)
     assert all(len(p) <= 1408 for p in pieces)
     assert len(pieces) == 3
     assert all(not Ether(p)[IP].flags.DF for p in pieces)
@@ -131,7 +131,7 @@ def test_split_frame_cuts_a_datagram_into_fragments_within_the_limit() -> None:
 
 def test_split_frame_of_a_fragment_keeps_its_offset_and_more_flag() -> None:
     first, middle, last = fragments()
-    pieces = split_frame(middle, 600)
+    pieces = split_frame(middle, 600, 7)
     parsed = [parse_fragment(p) for p in pieces]
     assert parsed[0].offset == 1480
     assert all(p.more for p in parsed)  # the middle fragment had MF: so has its last piece
@@ -140,7 +140,7 @@ def test_split_frame_of_a_fragment_keeps_its_offset_and_more_flag() -> None:
 
 def test_split_frame_leaves_a_frame_that_fits_alone() -> None:
     frame = bytes(datagram(b"small"))
-    assert split_frame(frame, 1408) == [frame]
+    assert split_frame(frame, 1408, 7) == [frame]
 
 
 def frag(offset: int, *, key: bytes = b"k" * 10, size: int = 1000) -> Fragment:

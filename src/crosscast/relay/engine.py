@@ -350,6 +350,7 @@ class Relay:
         self.mesh_format = mesh_format
         self.codec = codec or CrosscastCodec(None)
         self._seq = SequenceCounter()
+        self._ident = relay_id & 0xFFFF  # IPv4 ids for the datagrams the mesh budget splits
         # Body bytes per mesh datagram: the one size budget of batches, and of the fragments a
         # larger frame is cut into (_encode).
         self._budget = mesh_datagram_max(mesh_mtu) - self.codec.overhead
@@ -734,7 +735,13 @@ class Relay:
             # A frame a datagram cannot carry leaves as IPv4 fragments that each fit one, so no
             # mesh datagram needs IP fragmentation of its own (which an underlay or a stateful
             # firewall may drop); the far side's receivers reassemble them.
-            frames = [piece for frame in frames for piece in split_frame(frame, budget)]
+            # Each datagram split gets an id of its own (see split_frame).
+            ident, self._ident = self._ident, (self._ident + len(frames)) & 0xFFFF
+            frames = [
+                piece
+                for i, frame in enumerate(frames)
+                for piece in split_frame(frame, budget, (ident + i) & 0xFFFF)
+            ]
         seal = self.codec.seal
         origin, ms, seq = self.relay_id, int(now * 1000), self._seq
         # Never forwarded mesh to mesh (validation forbids it): what we send crossed no relay.

@@ -39,6 +39,7 @@ from crosscast.net.frames import (
     _OFF_IP_CSUM,
     _OFF_IP_DST,
     _OFF_IP_FRAG,
+    _OFF_IP_ID,
     _OFF_IP_TOTLEN,
     _OFF_IP_TTL,
     _U16,
@@ -174,14 +175,18 @@ def rewrite_fragment(
     return bytes(buf)
 
 
-def split_frame(frame: bytes, limit: int) -> list[bytes]:
+def split_frame(frame: bytes, limit: int, ident: int) -> list[bytes]:
     """`frame` (a valid Ethernet/IPv4 frame, whole datagram or fragment) as IPv4 fragments of
     at most `limit` bytes each; `[frame]` when it fits.
 
-    The pieces keep the source, destination, id and protocol (so the receivers reassemble them
-    with any other fragments of the datagram), copy the whole IP header (options included: a
-    broadcast relay meets none in practice), and clear DF: a relayed broadcast has no path-MTU
-    discovery that DF could serve, and the alternative is to lose it.
+    The pieces keep the source, destination and protocol, copy the whole IP header (options
+    included: a broadcast relay meets none in practice), and clear DF: a relayed broadcast has
+    no path-MTU discovery that DF could serve, and the alternative is to lose it. A fragment
+    split again keeps its id (the receivers reassemble it with the datagram's other fragments);
+    the pieces of a whole datagram take `ident`, because a whole datagram's id is no datagram's
+    identity (RFC 6864: Linux sends id 0 in every DF datagram of an unconnected socket), and
+    fragments of successive datagrams with one id would be one datagram to every reassembler
+    and duplicate window on the way.
     """
     if len(frame) <= limit:
         return [frame]
@@ -193,12 +198,15 @@ def split_frame(frame: bytes, limit: int) -> list[bytes]:
     total_len, frag = struct.unpack_from("!H2xH", frame, _OFF_IP_TOTLEN)
     base = (frag & IP_OFFMASK) << 3
     last_more = frag & IP_MF  # a fragment split again: its last piece keeps the original MF
+    whole = not frag & (IP_MF | IP_OFFMASK)
     data = frame[header_end : ETH_HLEN + total_len]
     pieces = []
     for start in range(0, len(data), step):
         chunk = data[start : start + step]
         more = IP_MF if start + step < len(data) else last_more
         head = bytearray(frame[:header_end])
+        if whole:
+            _U16.pack_into(head, _OFF_IP_ID, ident)
         _U16.pack_into(head, _OFF_IP_TOTLEN, ihl + len(chunk))
         _U16.pack_into(head, _OFF_IP_FRAG, more | ((base + start) >> 3))
         _U16.pack_into(head, _OFF_IP_CSUM, ip_checksum(head[_OFF_IP:header_end]))
