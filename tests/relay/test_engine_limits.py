@@ -6,7 +6,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
 from crosscast.relay.engine import Drop, Relay
-from crosscast.relay.envelope import CrosscastCodec
+from crosscast.relay.envelope import MESH_DATAGRAM_MAX, CrosscastCodec
 from crosscast.relay.ruleindex import RuleTable
 from crosscast.relay.rules import parse_rules_text
 from tests.relay.test_engine import (
@@ -256,18 +256,19 @@ def test_an_interface_a_reload_removed_is_no_longer_an_egress_or_probed() -> Non
     assert [name for name, _ in r.on_tick(NOW).emits] == ["eth0", "eth2"]
 
 
-def test_successive_full_size_datagrams_with_id_0_cross_the_mesh_as_distinct_datagrams() -> None:
-    # Linux sends id 0 in every DF datagram of an unconnected socket: split with that id, the
-    # second datagram's pieces would be duplicates of the first's (and one datagram to the
-    # receivers' reassembly). Each split datagram gets an id of its own.
+def test_full_size_frames_too_large_for_a_mesh_datagram_cross_whole_one_for_one() -> None:
+    # A 1514-byte frame plus envelope exceeds a mesh datagram (1422 bytes): it crosses cut into
+    # parts, and the far side emits the frame itself (its kernel delivers it, no reassembly),
+    # also when successive datagrams carry IP id 0 (Linux sends that in every DF datagram).
     a, b = mesh_pair()
-    out = []
+    sent, out, datagrams = [], [], 0
     for n in range(3):
         frame = bcast(port=10110, payload=bytes([n]) * 1472)  # id 0, like a DF datagram
+        sent.append(frame)
         for d in mesh_datagrams(capture(a, "eth0", frame, NOW + n * 0.001)):
+            assert len(d) <= MESH_DATAGRAM_MAX
+            datagrams += 1
             out += [e.frame for e in emits(mesh(b, d, NOW + n * 0.001))]
-    assert len(out) == 6  # two pieces each, none dropped as a duplicate
-    assert len({Ether(f)[IP].id for f in out}) == 3
-    for n in range(3):
-        piece = [f for f in out if Ether(f)[IP].id == Ether(out[2 * n])[IP].id]
-        assert bytes(reassembled(piece)[UDP].payload) == bytes([n]) * 1472
+    assert datagrams == 6  # one frame per wake-up: two datagrams each
+    assert [bytes(Ether(f)[UDP].payload) for f in out] == [bytes([n]) * 1472 for n in range(3)]
+    assert all(udp_checksum_ok(Ether(f)[IP]) for f in out)

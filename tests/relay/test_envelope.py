@@ -16,15 +16,20 @@ from crosscast.relay.envelope import (
     KIND_BATCH,
     KIND_FRAME,
     KIND_PROBE,
+    MAX_PENDING,
     MESH_DATAGRAM_MAX,
+    PART_FLAG,
+    PART_HOLD,
     TAG_LEN,
     CrosscastCodec,
     Envelope,
     EnvelopeError,
+    Part,
+    Reassembly,
     SequenceCounter,
-    batch_bodies,
     decode_snowsignal,
     encode_snowsignal,
+    pack,
     parse_secret,
     split_batch,
 )
@@ -375,35 +380,124 @@ def frames_of(sizes: list[int]) -> list[bytes]:
     return [bytes([i]) * n for i, n in enumerate(sizes, 1)]
 
 
+def unpacked(bodies: list[tuple[int, bytes]], origin: int = ORIGIN) -> list[bytes]:
+    """What a receiver makes of `bodies`: the frames, parts put back together, in order."""
+    parts, out = Reassembly(), []
+    for kind, body in bodies:
+        if kind == KIND_FRAME:
+            out.append(body)
+            continue
+        for entry in split_batch(body):
+            frame = parts.add(origin, entry, NOW) if isinstance(entry, tuple) else entry
+            if frame is not None:
+                out.append(frame)
+    return out
+
+
 def test_frames_share_a_batch_while_it_fits_and_keep_their_order() -> None:
     frames = frames_of([100] * 30)
-    bodies = batch_bodies(frames, 1000)
+    bodies, _ = pack(frames, 1000, 0)
     assert [kind for kind, _ in bodies] == [KIND_BATCH] * 4
     assert all(len(body) <= 1000 for _, body in bodies)
-    assert [f for _, body in bodies for f in split_batch(body)] == frames
+    assert unpacked(bodies) == frames
 
 
-def test_a_lone_frame_and_one_too_large_to_share_go_as_frames() -> None:
-    small, big = frames_of([60, 1400])
-    assert batch_bodies([small], 1000) == [(KIND_FRAME, small)]
-    assert batch_bodies([small, big, small], 1000) == [
-        (KIND_FRAME, small),
-        (KIND_FRAME, big),
-        (KIND_FRAME, small),
-    ]
+def test_a_lone_frame_goes_as_a_frame_and_a_frame_that_fits_is_never_cut() -> None:
+    small, big = frames_of([60, 990])
+    assert pack([small], 1000, 0) == ([(KIND_FRAME, small)], 0)
+    bodies, next_id = pack([small, big, small], 1000, 0)
+    assert bodies == [(KIND_FRAME, small), (KIND_FRAME, big), (KIND_FRAME, small)]
+    assert next_id == 0  # no frame was cut
+
+
+def test_frames_too_large_for_a_datagram_are_cut_into_parts_that_fill_each_datagram() -> None:
+    frames = frames_of([1442] * 20)
+    bodies, next_id = pack(frames, 1390, 65530)
+    assert next_id == (65530 + 20) & 0xFFFF  # one id per cut frame, wrapping
+    assert all(kind == KIND_BATCH and len(body) <= 1390 for kind, body in bodies)
+    assert len(bodies) == 21  # not 40: the tail of one frame shares a datagram with the next
+    assert unpacked(bodies) == frames
+
+
+def test_a_lone_large_frame_takes_two_datagrams_and_small_ones_fill_the_second() -> None:
+    big, small = frames_of([1442, 100])
+    bodies, _ = pack([big, small], 1390, 7)
+    assert len(bodies) == 2
+    part, frame = split_batch(bodies[1][1])
+    assert isinstance(part, tuple)
+    assert part[:3] == (7, 1382, 1442)
+    assert frame == small
+    assert unpacked(bodies) == [big, small]
+
+
+def test_a_budget_too_small_for_a_part_is_refused() -> None:
+    with pytest.raises(ValueError, match="cannot carry a part"):
+        pack(frames_of([100]), 60, 0)
 
 
 def test_a_batch_datagram_stays_within_the_mesh_bound_with_a_tag() -> None:
     codec = CrosscastCodec(SECRET)
-    frames = frames_of([106] * 40)
+    frames = frames_of([106] * 40 + [1442] * 3)
+    bodies, _ = pack(frames, MESH_DATAGRAM_MAX - codec.overhead, 0)
     datagrams = [
-        codec.seal(kind, ORIGIN, seq, 0, NOW_MS, body)
-        for seq, (kind, body) in enumerate(batch_bodies(frames, MESH_DATAGRAM_MAX - codec.overhead))
+        codec.seal(kind, ORIGIN, seq, 0, NOW_MS, body) for seq, (kind, body) in enumerate(bodies)
     ]
     assert all(len(d) <= MESH_DATAGRAM_MAX for d in datagrams)
     assert MESH_DATAGRAM_MAX - len(datagrams[0]) < 108  # as full as 106-byte frames allow
     decoded = [CrosscastCodec(SECRET).decode(d, NOW) for d in datagrams]
-    assert [f for env in decoded for f in split_batch(env.body)] == frames
+    assert unpacked([(env.kind, env.body) for env in decoded]) == frames
+
+
+def part_entry(frame_id: int, offset: int, total: int, data: bytes) -> bytes:
+    return struct.pack("!HHHH", PART_FLAG | (6 + len(data)), frame_id, offset, total) + data
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        part_entry(1, 0, 4, b"abc")[:-1],  # truncated
+        part_entry(1, 2, 4, b"abc"),  # overruns its total
+        struct.pack("!HHHH", PART_FLAG | 6, 1, 0, 4),  # no data
+    ],
+    ids=["truncated", "overrun", "empty"],
+)
+def test_a_part_that_does_not_add_up_is_a_bad_batch(body: bytes) -> None:
+    with pytest.raises(EnvelopeError) as info:
+        split_batch(body)
+    assert info.value.reason == "bad-batch"
+
+
+def test_reassembly_puts_parts_together_in_any_order_and_ignores_a_repeat() -> None:
+    r = Reassembly()
+    assert r.add(ORIGIN, (3, 4, 10, b"efghij"), NOW) is None
+    assert r.add(ORIGIN, (3, 4, 10, b"efghij"), NOW) is None
+    assert r.add(ORIGIN + 1, (3, 0, 10, b"ABCD"), NOW) is None  # another origin's frame 3
+    assert r.add(ORIGIN, (3, 0, 10, b"abcd"), NOW) == b"abcdefghij"
+    assert r.add(ORIGIN + 1, (3, 4, 10, b"EFGHIJ"), NOW) == b"ABCDEFGHIJ"
+    assert (r.overflowed, r.contradicted) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "second",
+    [(3, 4, 11, b"efghij"), (3, 2, 10, b"cdefghij")],
+    ids=["other-total", "overlap"],
+)
+def test_parts_that_contradict_each_other_drop_the_frame(second: Part) -> None:
+    r = Reassembly()
+    assert r.add(ORIGIN, (3, 0, 10, b"abcd"), NOW) is None
+    assert r.add(ORIGIN, second, NOW) is None
+    assert r.contradicted == 1
+    assert r.expire(NOW + 10) == 0  # nothing left held
+
+
+def test_reassembly_is_bounded_in_count_and_time() -> None:
+    r = Reassembly()
+    for i in range(MAX_PENDING + 5):
+        assert r.add(ORIGIN, (i, 0, 100, b"x" * 50), NOW + i * 0.001) is None
+    assert r.overflowed == 5  # the oldest gave way
+    assert r.add(ORIGIN, (0, 50, 100, b"y" * 50), NOW) is None  # frame 0 is gone: held anew
+    assert r.expire(NOW + PART_HOLD - 0.01) == 0
+    assert r.expire(NOW + PART_HOLD + 1) == MAX_PENDING
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,6 @@ from crosscast.relay.fragments import (
     adjust_checksum,
     parse_fragment,
     rewrite_fragment,
-    split_frame,
 )
 
 PAYLOAD = bytes(random.Random(9).randrange(256) for _ in range(4000))
@@ -116,31 +115,6 @@ def test_a_udp_checksum_of_zero_stays_zero() -> None:
     first = rewrite_fragment(parse_fragment(frames[0]), src_mac=EGRESS_MAC, dst_mac=b"\xff" * 6,
                              dst_ip=ip_from_str("10.0.2.255"), ttl=63)  # fmt: skip
     assert Ether(first)[UDP].chksum == 0
-
-
-def test_split_frame_cuts_a_datagram_into_fragments_within_the_limit() -> None:
-    frame = bytes(datagram(df=True))
-    pieces = split_frame(frame, 1408, 7)
-    assert all(len(p) <= 1408 for p in pieces)
-    assert len(pieces) == 3
-    assert all(not Ether(p)[IP].flags.DF for p in pieces)
-    whole = reassembled(pieces)
-    assert bytes(whole[UDP].payload) == PAYLOAD
-    assert udp_checksum_ok(whole)
-
-
-def test_split_frame_of_a_fragment_keeps_its_offset_and_more_flag() -> None:
-    first, middle, last = fragments()
-    pieces = split_frame(middle, 600, 7)
-    parsed = [parse_fragment(p) for p in pieces]
-    assert parsed[0].offset == 1480
-    assert all(p.more for p in parsed)  # the middle fragment had MF: so has its last piece
-    assert reassembled([first, *pieces, last])[UDP].payload.load == PAYLOAD
-
-
-def test_split_frame_leaves_a_frame_that_fits_alone() -> None:
-    frame = bytes(datagram(b"small"))
-    assert split_frame(frame, 1408, 7) == [frame]
 
 
 def frag(offset: int, *, key: bytes = b"k" * 10, size: int = 1000) -> Fragment:

@@ -75,11 +75,12 @@ from crosscast.relay.envelope import (
     SNOWSIGNAL_MAGIC,
     CrosscastCodec,
     EnvelopeError,
+    Reassembly,
     SequenceCounter,
-    batch_bodies,
     decode_snowsignal,
     encode_snowsignal,
     mesh_datagram_max,
+    pack,
     split_batch,
 )
 from crosscast.relay.fragments import (
@@ -88,7 +89,6 @@ from crosscast.relay.fragments import (
     Pending,
     parse_fragment,
     rewrite_fragment,
-    split_frame,
 )
 from crosscast.relay.ratelimit import Limiters, TokenBucket, limits_of
 from crosscast.relay.ruleindex import RuleTable
@@ -141,6 +141,9 @@ class Drop(enum.StrEnum):
     RATE_LIMIT = "rate-limit"  # a rule's rate or the egress cap (relay/ratelimit.py)
     FRAGMENT_TIMEOUT = "fragment-timeout"  # held for a first fragment that never came
     FRAGMENT_OVERFLOW = "fragment-overflow"  # the hold for early fragments was full
+    PART_TIMEOUT = "part-timeout"  # a frame cut into mesh parts that never all came
+    PART_OVERFLOW = "part-overflow"  # given up for a newer one: too many incomplete frames
+    BAD_PART = "bad-part"  # its mesh parts contradict each other
     # the service's, before the engine sees a datagram
     NOT_PEER = "not-peer"
 
@@ -350,10 +353,11 @@ class Relay:
         self.mesh_format = mesh_format
         self.codec = codec or CrosscastCodec(None)
         self._seq = SequenceCounter()
-        self._ident = relay_id & 0xFFFF  # IPv4 ids for the datagrams the mesh budget splits
-        # Body bytes per mesh datagram: the one size budget of batches, and of the fragments a
-        # larger frame is cut into (_encode).
+        self._part_id = relay_id & 0xFFFF  # frame ids of the frames the mesh budget cuts
+        # Body bytes per mesh datagram: the one size budget of batches and of the parts a
+        # larger frame is cut into (envelope.pack).
         self._budget = mesh_datagram_max(mesh_mtu) - self.codec.overhead
+        self._parts = Reassembly()  # frames that came cut into parts, put back together
         # per segment: frames seen there lately (captured on it or emitted to it)
         self._recent: dict[str, DuplicateWindow] = {n: DuplicateWindow() for n in interfaces}
         self._seen = DuplicateWindow()  # origin << 64 | seq of crosscast envelopes
@@ -480,7 +484,17 @@ class Relay:
                     if kind == KIND_FRAME:
                         frames.append((body, from_self, False))
                     else:
-                        frames += [(f, from_self, False) for f in split_batch(body)]
+                        cut = False
+                        for entry in split_batch(body):
+                            if isinstance(entry, tuple):  # a PART: a frame when it completes one
+                                cut = True
+                                whole = self._parts.add(origin, entry, now)
+                                if whole is not None:
+                                    frames.append((whole, from_self, False))
+                            else:
+                                frames.append((entry, from_self, False))
+                        if cut:
+                            self._count_part_drops()
                 elif magic == SNOWSIGNAL_MAGIC and not self.codec.authenticated:
                     # SnowSignal forwards a frame exactly as its kernel captured it, with the
                     # partial checksum of a local sender: never trust it, recompute.
@@ -497,6 +511,8 @@ class Relay:
         self._expire(now)
         for _ in range(self._fragments.expire(now)):
             self._drop(Drop.FRAGMENT_TIMEOUT, "fragments")
+        for _ in range(self._parts.expire(now)):
+            self._drop(Drop.PART_TIMEOUT, MESH)
         for peers in self._segment.values():
             for rid in [r for r, (_, heard) in peers.items() if now - heard > PROBE_HOLD]:
                 del peers[rid]
@@ -587,6 +603,16 @@ class Relay:
     def _drop(self, reason: Drop, where: str) -> None:
         self._dropped[reason] += 1
         self.events.append(Dropped(reason, where))
+
+    def _count_part_drops(self) -> None:
+        parts = self._parts
+        for reason, n in (
+            (Drop.PART_OVERFLOW, parts.overflowed),
+            (Drop.BAD_PART, parts.contradicted),
+        ):
+            for _ in range(n):
+                self._drop(reason, MESH)
+        parts.overflowed = parts.contradicted = 0
 
     def _expire(self, now: float) -> None:
         for window in self._recent.values():
@@ -729,26 +755,11 @@ class Relay:
             # SnowSignal cannot parse fragments: a frame goes whole, and the kernel fragments a
             # datagram over the path MTU.
             return [encode_snowsignal(frame) for frame in frames]
-        budget = self._budget
-        # (a drain of one is the common case: spare it building the map)
-        if len(frames[0]) > budget if len(frames) == 1 else max(map(len, frames)) > budget:
-            # A frame a datagram cannot carry leaves as IPv4 fragments that each fit one, so no
-            # mesh datagram needs IP fragmentation of its own (which an underlay or a stateful
-            # firewall may drop); the far side's receivers reassemble them.
-            # Each datagram split gets an id of its own (see split_frame).
-            ident, self._ident = self._ident, (self._ident + len(frames)) & 0xFFFF
-            frames = [
-                piece
-                for i, frame in enumerate(frames)
-                for piece in split_frame(frame, budget, (ident + i) & 0xFFFF)
-            ]
         seal = self.codec.seal
         origin, ms, seq = self.relay_id, int(now * 1000), self._seq
+        bodies, self._part_id = pack(frames, self._budget, self._part_id)
         # Never forwarded mesh to mesh (validation forbids it): what we send crossed no relay.
-        return [
-            seal(kind, origin, seq.next(), 0, ms, body)
-            for kind, body in batch_bodies(frames, self._budget)
-        ]
+        return [seal(kind, origin, seq.next(), 0, ms, body) for kind, body in bodies]
 
     def _admit(
         self, d: Decision, gate: Gate, where: str, now: float

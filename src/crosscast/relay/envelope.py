@@ -19,7 +19,8 @@ crosscast format (all integers big-endian; the header is 32 bytes)::
          3     1  flags         bit 0: a tag is present; other bits 0 when sent, ignored on receipt
          4     1  kind          1 = FRAME (body is an Ethernet frame), 2 = PROBE (body is the
                                 sender's mesh port, u16), 3 = BATCH (body is one or more
-                                frames, each as a u16 length and then the frame)
+                                entries, each a u16 length word and that many bytes: a
+                                frame, or with bit 15 of the word set a PART, below)
          5     1  hops          relays this datagram has crossed; at most HOP_LIMIT (crosscast
                                 never forwards mesh to mesh, so it sends 0, and its engine
                                 drops what arrives with HOP_LIMIT or more)
@@ -34,11 +35,23 @@ A BATCH carries the frames one relay captured in one wake-up for the mesh, so th
 costs one datagram, one system call per peer and one HMAC instead of one per frame. The sender
 never waits to fill one: it batches only what one drain already holds, keeps each datagram at
 or under mesh_datagram_max(--mesh-mtu) (MESH_DATAGRAM_MAX for a 1500-byte path MTU: minus
-IPv4, UDP and a VXLAN overlay's 50 bytes), and sends a lone frame as a FRAME; the engine first
-cuts a frame too large for one datagram into IPv4 fragments that fit. A BATCH whose
-lengths do not add up exactly to its body is dropped whole ("bad-batch"); each frame in a good
-one is then validated on its own, like the body of a FRAME. The SnowSignal format has no batch:
-it stays one frame per datagram.
+IPv4, UDP and a VXLAN overlay's 50 bytes), and sends a lone frame as a FRAME.
+
+A frame too large for one datagram (a full-size frame plus the envelope on a 1500-byte path, or
+any on a Docker overlay's 1450) is cut into PARTs, so that no mesh datagram ever needs IP
+fragmentation of its own, which an underlay or a stateful firewall may drop. A PART entry is
+the u16 frame id (per origin, wrapping), the u16 offset of its bytes in the frame, the u16
+total length of the frame, then the bytes. The parts fill datagrams like frames do, so the
+tail of one cut frame shares a datagram with the head of the next: a drain of full-size frames
+costs about one datagram per frame (`pack`). The receiver puts the frame back together
+(`Reassembly`, bounded: MAX_PENDING frames, PART_HOLD seconds) and relays it whole, so a
+segment behind a relay sees the frames its sender sent, not fragments. A relay older than
+PARTs drops such a BATCH as "bad-batch": both ends of a mesh need this version for frames
+that do not fit a datagram.
+
+A BATCH whose lengths do not add up exactly to its body is dropped whole ("bad-batch"); each
+frame in a good one is then validated on its own, like the body of a FRAME. The SnowSignal
+format has no batch: it stays one frame per datagram.
 
 Authenticated mode (a shared secret is configured): every datagram must carry a valid tag, its
 timestamp must be within ``max_age`` seconds of ``now`` (either direction, to allow for clock
@@ -195,47 +208,96 @@ class _ReplayWindow:
 _LEN = struct.Struct("!H")
 
 
-def batch_bodies(frames: list[bytes], budget: int) -> list[tuple[int, bytes]]:
-    """The (kind, body) of each datagram that carries `frames`, in order: consecutive frames
-    share a BATCH body while it stays within `budget` bytes; a lone frame is a FRAME."""
+PART_FLAG = 0x8000  # in a BATCH entry's length word: the entry is a PART of a larger frame
+_PART = struct.Struct("!HHHH")  # length word | PART_FLAG, frame id, offset, total
+_PART_FIELDS = struct.Struct("!HHH")
+PART_HEADER = _PART_FIELDS.size  # after the length word: frame id, offset, total
+MIN_PART = 64  # bytes of frame: a datagram with less room left starts a new one instead
+Part = tuple[int, int, int, bytes]  # (frame id, offset, total length, bytes) of one PART
+
+
+def pack(frames: list[bytes], budget: int, next_id: int) -> tuple[list[tuple[int, bytes]], int]:
+    """The (kind, body) of each datagram that carries `frames`, in order, and the next frame id.
+
+    Consecutive frames share a BATCH body while it stays within `budget` bytes; a lone frame is
+    a FRAME. A frame too large for a datagram of its own is cut into PARTs under one new frame
+    id (u16, wrapping): the first fills the room the current datagram has left, the last leaves
+    room for the frames after it. So a drain of full-size frames, on a mesh path whose MTU
+    cannot carry a frame plus envelope, costs about one datagram per frame, not two. A frame
+    that fits a datagram is never cut.
+    """
+    if budget < _PART.size + MIN_PART:
+        raise ValueError(f"a mesh datagram budget of {budget} bytes cannot carry a part")
     out: list[tuple[int, bytes]] = []
-    group: list[bytes] = []
+    group: list[bytes] = []  # entries, each with its length word
+    lone: bytes | None = None  # the group's frame when the group is that one whole frame
     size = 0
+
+    def flush() -> None:
+        nonlocal group, lone, size
+        if lone is not None and len(group) == 1:
+            out.append((KIND_FRAME, lone))
+        else:
+            out.append((KIND_BATCH, b"".join(group)))
+        group, lone, size = [], None, 0
+
     for frame in frames:
         n = len(frame) + _LEN.size
-        if group and size + n > budget:
-            out.append(_body(group))
-            group, size = [], 0
-        group.append(frame)
-        size += n
+        if n <= budget:
+            if group and size + n > budget:
+                flush()
+            if not group:
+                lone = frame
+            group.append(_LEN.pack(len(frame)) + frame)
+            size += n
+            continue
+        frame_id, next_id = next_id, (next_id + 1) & 0xFFFF
+        total, offset = len(frame), 0
+        while offset < total:
+            room = budget - size - _PART.size
+            if room < MIN_PART:
+                flush()
+                continue
+            chunk = frame[offset : offset + room]
+            word = PART_FLAG | (PART_HEADER + len(chunk))
+            group.append(_PART.pack(word, frame_id, offset, total) + chunk)
+            size += _PART.size + len(chunk)
+            offset += len(chunk)
+            if offset < total:
+                flush()
     if group:
-        out.append(_body(group))
-    return out
+        flush()
+    return out, next_id
 
 
-def _body(group: list[bytes]) -> tuple[int, bytes]:
-    if len(group) == 1:
-        return KIND_FRAME, group[0]
-    return KIND_BATCH, b"".join(_LEN.pack(len(f)) + f for f in group)
-
-
-def split_batch(body: bytes) -> list[bytes]:
-    """The frames of a BATCH body (not validated: untrusted); EnvelopeError("bad-batch") when
-    it is empty, holds an empty frame or its lengths do not add up to the body exactly."""
-    frames = []
+def split_batch(body: bytes) -> list[bytes | Part]:
+    """The entries of a BATCH body in order, each a frame or a PART (not validated:
+    untrusted); EnvelopeError("bad-batch") when it is empty, holds an empty frame or part, a
+    part that overruns its total, or lengths that do not add up to the body exactly."""
+    entries: list[bytes | Part] = []
     i, n = 0, len(body)
     while i < n:
         if i + 2 > n:
             raise EnvelopeError("bad-batch")
         length = body[i] << 8 | body[i + 1]
         i += 2
-        if not length or i + length > n:
-            raise EnvelopeError("bad-batch")
-        frames.append(body[i : i + length])
+        if length & PART_FLAG:
+            length &= ~PART_FLAG
+            if length <= PART_HEADER or i + length > n:
+                raise EnvelopeError("bad-batch")
+            frame_id, offset, total = _PART_FIELDS.unpack_from(body, i)
+            data = body[i + PART_HEADER : i + length]
+            if offset + len(data) > total:
+                raise EnvelopeError("bad-batch")
+            entries.append((frame_id, offset, total, data))
+        else:
+            if not length or i + length > n:
+                raise EnvelopeError("bad-batch")
+            entries.append(body[i : i + length])
         i += length
-    if not frames:
+    if not entries:
         raise EnvelopeError("bad-batch")
-    return frames
+    return entries
 
 
 def _tag(secret: bytes, data: bytes) -> bytes:
@@ -392,3 +454,77 @@ class CrosscastCodec:
             if now - oldest.last_heard <= self._retention:
                 return
             self._origins.popitem(last=False)
+
+
+PART_HOLD = 1.0  # seconds the parts of an incomplete frame are kept
+MAX_PENDING = 64  # incomplete frames at once (at most 64 x 9,216 bytes)
+
+
+class Reassembly:
+    """The receiving side of PARTs: frames put back together from the parts that `pack` cut
+    them into, per (origin, frame id). Bounded in count and time: an incomplete frame is
+    dropped after PART_HOLD seconds (`expire`) or, when MAX_PENDING are waiting, to make room
+    for a new one; the caller counts both. Parts that contradict each other (another total, an
+    overlap) drop the frame. A repeated part is ignored.
+    """
+
+    __slots__ = ("_pending", "contradicted", "overflowed")
+
+    def __init__(self) -> None:
+        # key -> (deadline, total, {offset: bytes}, bytes held); insertion order is age order
+        self._pending: OrderedDict[int, tuple[float, int, dict[int, bytes], int]] = OrderedDict()
+        self.overflowed = 0  # incomplete frames given up to make room
+        self.contradicted = 0  # frames given up because their parts disagree
+
+    def add(self, origin: int, part: Part, now: float) -> bytes | None:
+        """The whole frame when `part` completes it, else None."""
+        frame_id, offset, total, data = part
+        key = origin << 16 | frame_id
+        entry = self._pending.get(key)
+        if entry is None:
+            if len(data) == total:  # a frame of one part (not what pack sends, but whole)
+                return data
+            if len(self._pending) >= MAX_PENDING:
+                self._pending.popitem(last=False)
+                self.overflowed += 1
+            self._pending[key] = (now + PART_HOLD, total, {offset: data}, len(data))
+            return None
+        deadline, expected, chunks, held = entry
+        if total != expected:
+            del self._pending[key]
+            self.contradicted += 1
+            return None
+        if offset in chunks:
+            return None
+        chunks[offset] = data
+        held += len(data)
+        if held < total:
+            self._pending[key] = (deadline, total, chunks, held)
+            return None
+        del self._pending[key]
+        pieces, at = [], 0
+        for o in sorted(chunks):
+            if o != at:
+                break
+            pieces.append(chunks[o])
+            at += len(chunks[o])
+        if at != total or held != total:  # a gap, an overlap or an overrun
+            self.contradicted += 1
+            return None
+        return b"".join(pieces)
+
+    def expire(self, now: float) -> int:
+        """Drop the incomplete frames older than PART_HOLD; how many."""
+        pending, n = self._pending, 0
+        while pending:
+            key = next(iter(pending))
+            if pending[key][0] > now:
+                break
+            del pending[key]
+            n += 1
+        return n
+
+    def clear(self) -> int:
+        n = len(self._pending)
+        self._pending.clear()
+        return n

@@ -1,4 +1,4 @@
-"""IPv4 fragments of relayed UDP datagrams: parse them, follow the first one, split for the mesh.
+"""IPv4 fragments of relayed UDP datagrams: parse them, and make the rest follow the first one.
 
 A UDP broadcast larger than the link MTU leaves its sender as IPv4 fragments; only the first
 (offset 0, MF set) carries the UDP header, so only it can be matched against the rules. This
@@ -17,9 +17,6 @@ module owns what the engine needs to relay the others the same way:
   the first one arrives; held too long they are dropped as `fragment-timeout`, beyond the bounds
   as `fragment-overflow`. Nothing is reassembled: the receivers' kernels do that, and the
   relay's memory stays bounded whatever arrives;
-- `split_frame`: one frame cut into IPv4 fragments no longer than a limit, so that a mesh
-  datagram (IP + UDP + envelope + frame) never exceeds the underlay's path MTU and never needs
-  IP fragmentation of its own (which a stateful firewall or an overlay network may drop).
 
 Pure: bytes in, values out, `now` passed in.
 """
@@ -27,7 +24,6 @@ Pure: bytes in, values out, `now` passed in.
 from __future__ import annotations
 
 import enum
-import struct
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -38,9 +34,6 @@ from crosscast.net.frames import (
     _OFF_IP,
     _OFF_IP_CSUM,
     _OFF_IP_DST,
-    _OFF_IP_FRAG,
-    _OFF_IP_ID,
-    _OFF_IP_TOTLEN,
     _OFF_IP_TTL,
     _U16,
     _U32,
@@ -173,45 +166,6 @@ def rewrite_fragment(
         csum = adjust_checksum(f.udp_checksum, f.dst_ip, new_dst)
         _U16.pack_into(buf, ETH_HLEN + f.ihl + 6, csum or 0xFFFF)
     return bytes(buf)
-
-
-def split_frame(frame: bytes, limit: int, ident: int) -> list[bytes]:
-    """`frame` (a valid Ethernet/IPv4 frame, whole datagram or fragment) as IPv4 fragments of
-    at most `limit` bytes each; `[frame]` when it fits.
-
-    The pieces keep the source, destination and protocol, copy the whole IP header (options
-    included: a broadcast relay meets none in practice), and clear DF: a relayed broadcast has
-    no path-MTU discovery that DF could serve, and the alternative is to lose it. A fragment
-    split again keeps its id (the receivers reassemble it with the datagram's other fragments);
-    the pieces of a whole datagram take `ident`, because a whole datagram's id is no datagram's
-    identity (RFC 6864: Linux sends id 0 in every DF datagram of an unconnected socket), and
-    fragments of successive datagrams with one id would be one datagram to every reassembler
-    and duplicate window on the way.
-    """
-    if len(frame) <= limit:
-        return [frame]
-    ihl = (frame[_OFF_IP] & 0x0F) << 2
-    header_end = ETH_HLEN + ihl
-    step = (limit - header_end) & ~7  # every piece but the last carries a multiple of 8
-    if step <= 0:
-        raise ValueError(f"limit {limit} leaves no room for fragment data")
-    total_len, frag = struct.unpack_from("!H2xH", frame, _OFF_IP_TOTLEN)
-    base = (frag & IP_OFFMASK) << 3
-    last_more = frag & IP_MF  # a fragment split again: its last piece keeps the original MF
-    whole = not frag & (IP_MF | IP_OFFMASK)
-    data = frame[header_end : ETH_HLEN + total_len]
-    pieces = []
-    for start in range(0, len(data), step):
-        chunk = data[start : start + step]
-        more = IP_MF if start + step < len(data) else last_more
-        head = bytearray(frame[:header_end])
-        if whole:
-            _U16.pack_into(head, _OFF_IP_ID, ident)
-        _U16.pack_into(head, _OFF_IP_TOTLEN, ihl + len(chunk))
-        _U16.pack_into(head, _OFF_IP_FRAG, more | ((base + start) >> 3))
-        _U16.pack_into(head, _OFF_IP_CSUM, ip_checksum(head[_OFF_IP:header_end]))
-        pieces.append(bytes(head) + chunk)
-    return pieces
 
 
 class Pending(enum.Enum):
