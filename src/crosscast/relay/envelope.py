@@ -68,8 +68,6 @@ relay's short duplicate window, not of this module.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -300,8 +298,27 @@ def split_batch(body: bytes) -> list[bytes | Part]:
     return entries
 
 
-def _tag(secret: bytes, data: bytes) -> bytes:
-    return hmac.new(secret, data, hashlib.sha256).digest()
+class _Hmac:
+    """HMAC-SHA256 tags under one secret: authenticated mode's half of the codec."""
+
+    __slots__ = ("_equal", "_new", "_secret", "_sha256")
+
+    def __init__(self, secret: bytes) -> None:
+        # Lazy: hashlib and hmac cost about 1 MB of RSS, and only a mesh with a secret needs them.
+        import hashlib
+        import hmac
+
+        self._secret = secret
+        self._new = hmac.new
+        self._sha256 = hashlib.sha256
+        self._equal = hmac.compare_digest
+
+    def tag(self, data: bytes) -> bytes:
+        return self._new(self._secret, data, self._sha256).digest()
+
+    def verify(self, data: bytes, tag: bytes) -> bool:
+        """Whether `tag` is the tag of `data` (compared in constant time)."""
+        return self._equal(self.tag(data), tag)
 
 
 def parse_secret(secret: bytes) -> bytes:
@@ -349,7 +366,7 @@ class CrosscastCodec:
             )
         if max_origins < 1:
             raise ValueError(f"max_origins must be at least 1, not {max_origins}")
-        self._secret = secret
+        self._mac = _Hmac(secret) if secret is not None else None
         self._max_age_ms = max_age * 1000.0
         self._retention = 2.0 * max_age
         self._window = window
@@ -359,12 +376,12 @@ class CrosscastCodec:
 
     @property
     def authenticated(self) -> bool:
-        return self._secret is not None
+        return self._mac is not None
 
     @property
     def overhead(self) -> int:
         """Bytes a datagram adds to its body: the header, and the tag when authenticated."""
-        return HEADER_LEN + (TAG_LEN if self._secret is not None else 0)
+        return HEADER_LEN + (TAG_LEN if self._mac is not None else 0)
 
     @property
     def tracked_origins(self) -> int:
@@ -387,13 +404,13 @@ class CrosscastCodec:
     ) -> bytes:
         """`encode` without the checks or the Envelope, for a sender whose values are known good
         (the engine: its own origin, a SequenceCounter's seq, hops 0, a KIND_* constant)."""
-        flags = FLAG_TAG if self._secret is not None else 0
+        flags = FLAG_TAG if self._mac is not None else 0
         data = _HEADER.pack(
             CROSSCAST_MAGIC, VERSION, flags, kind, hops, 0, origin, seq, timestamp_ms
         )
         data += body
-        if self._secret is not None:
-            data += _tag(self._secret, data)
+        if self._mac is not None:
+            data += self._mac.tag(data)
         return data
 
     def decode(self, data: bytes, now: float) -> Envelope:
@@ -417,7 +434,7 @@ class CrosscastCodec:
         if hops > HOP_LIMIT:
             raise EnvelopeError("hop-limit")
         has_tag = flags & FLAG_TAG
-        if self._secret is None:
+        if self._mac is None:
             if has_tag:
                 raise EnvelopeError("unexpected-tag")
             return kind, origin, seq, hops, timestamp_ms, data[HEADER_LEN:]
@@ -426,7 +443,7 @@ class CrosscastCodec:
         if len(data) < HEADER_LEN + TAG_LEN:
             raise EnvelopeError("short")
         signed, tag = data[:-TAG_LEN], data[-TAG_LEN:]
-        if not hmac.compare_digest(_tag(self._secret, signed), tag):
+        if not self._mac.verify(signed, tag):
             raise EnvelopeError("bad-tag")
         # From here on the datagram is genuine; only its freshness is in question.
         if abs(now * 1000.0 - timestamp_ms) > self._max_age_ms:

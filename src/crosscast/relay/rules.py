@@ -15,17 +15,20 @@ that need the whole set or the host (duplicate names, missing interfaces, the me
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from crosscast import yamlfile
 from crosscast.relay.ratelimit import default_burst
+
+if TYPE_CHECKING:
+    # PyYAML costs 1.3 MB of RSS: the functions that read or write a rule file import it, so a
+    # relay whose rules come from --rule or RULES never loads it.
+    import yaml
+
+    from crosscast import yamlfile
 
 MESH = "mesh"
 
@@ -564,6 +567,10 @@ def parse_rules_text(text: str, origin: str) -> tuple[Rule, ...]:
 
 def load_rules_yaml(text: str, filename: str) -> tuple[Rule, ...]:
     """Load a `rules:` file. Every problem is reported as `FILE:LINE:COLUMN: ...`, all at once."""
+    import yaml  # lazy: only a rule file needs PyYAML (see TYPE_CHECKING above)
+
+    from crosscast import yamlfile
+
     try:
         root = yamlfile.compose(text, filename)
     except yamlfile.YamlSyntaxError as e:
@@ -571,17 +578,19 @@ def load_rules_yaml(text: str, filename: str) -> tuple[Rule, ...]:
     if root is None:
         raise RuleError(f"{filename}:1:1: empty file; expected a 'rules:' list")
     if not isinstance(root, yaml.MappingNode):
-        raise RuleError(f"{_at(filename, root)}: expected a mapping with a 'rules:' list")
+        where = yamlfile.where(filename, root)
+        raise RuleError(f"{where}: expected a mapping with a 'rules:' list")
     with yamlfile.Constructor(filename) as constructor:
         return _load_root(root, filename, constructor)
-
-
-_at = yamlfile.where
 
 
 def _load_root(
     root: yaml.MappingNode, filename: str, loader: yamlfile.Constructor
 ) -> tuple[Rule, ...]:
+    import yaml  # lazy: a rule file's reader
+
+    from crosscast import yamlfile
+
     problems = yamlfile.Problems(filename)
     rules_node: yaml.Node | None = None
     for key_node, value_node in root.value:
@@ -625,6 +634,10 @@ def rule_from_node(
     maps VLANs to the router's interfaces when it renders the relay's file). A group may carry
     its port ("233.54.12.234:22001"), which joins the rule's ports.
     """
+    import yaml  # lazy: a rule file's reader
+
+    from crosscast import yamlfile
+
     origin = yamlfile.where(loader.filename, node)
     if not isinstance(node, yaml.MappingNode):
         problems.add(node, "each rule must be a mapping (name:, from:, to:, ports:)")
@@ -634,6 +647,8 @@ def rule_from_node(
     for key_node, value_node in node.value:
         key = loader.value(key_node, problems)
         if not isinstance(key, str) or key not in _YAML_KEYS:
+            import difflib  # lazy: only a misspelt key needs "did you mean"
+
             hint = difflib.get_close_matches(str(key), _YAML_KEYS, n=1)
             also = (
                 f" (did you mean '{hint[0]}'?)" if hint else f" (expected {', '.join(_YAML_KEYS)})"
@@ -804,5 +819,7 @@ def rule_to_dict(rule: Rule) -> dict[str, Any]:
 
 def format_rules_yaml(rules: Sequence[Rule]) -> str:
     """The rule file that `load_rules_yaml` reads back as these rules, every key spelled out."""
+    import yaml  # lazy: only the topology helper writes rule files
+
     data = {"rules": [rule_to_dict(rule) for rule in rules]}
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)

@@ -19,7 +19,6 @@ import errno
 import json
 import logging
 import os
-import secrets
 import signal
 import socket
 import sys
@@ -87,6 +86,11 @@ def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None
 _CaptureArgs = tuple[tuple[Instruction, ...], tuple[int, ...]]  # a capture's filter and groups
 
 
+def _random_id() -> int:
+    """A random u64 naming this relay process (os.urandom: `secrets` would load hashlib)."""
+    return int.from_bytes(os.urandom(8), "big")
+
+
 def _ip(value: int | None) -> str:
     return "-" if value is None else socket.inet_ntoa(value.to_bytes(4, "big"))
 
@@ -124,7 +128,7 @@ class Runtime:
         self.relay = Relay(
             rules=self.table,
             interfaces=interfaces,
-            relay_id=secrets.randbits(64) if relay_id is None else relay_id,
+            relay_id=_random_id() if relay_id is None else relay_id,
             mesh_port=settings.mesh_port,
             mesh_format=settings.mesh_format,
             codec=CrosscastCodec(settings.mesh_secret),
