@@ -36,6 +36,7 @@ RATE, BURST = 500, 50
 FLOOD_PORT, STEADY_PORT = 9000, 9001
 BIG_PORT = 9100
 BIG = 4000  # bytes of UDP payload: three IPv4 fragments on a 1500-byte link
+FULL = 1472  # bytes of UDP payload: a full-size frame on a 1500-byte link
 GRACE = 2.0  # seconds SIGTERM may take under load
 
 # A packet-socket sender as fast as Python goes: one prebuilt frame, the payload's last 8 bytes
@@ -227,7 +228,7 @@ def two_nodes() -> Iterator[tuple[lab.RoutedVlans, lab.RoutedVlans]]:
         yield a, b
 
 
-def test_a_4000_byte_broadcast_crosses_the_mesh_in_datagrams_that_fit_the_path(
+def test_big_broadcasts_cross_the_mesh_in_datagrams_that_fit_the_path(
     two_nodes: tuple[lab.RoutedVlans, lab.RoutedVlans], sockets: Sockets, tmp_path: Path
 ) -> None:
     a, b = two_nodes
@@ -246,13 +247,33 @@ def test_a_4000_byte_broadcast_crosses_the_mesh_in_datagrams_that_fit_the_path(
         underlay.bind(("ul0", 0))
         underlay.setblocking(False)
         listener = sockets.udp(b.hosts[2][0].ns, BIG_PORT)
-        tag = token("bigmesh")
+        receiver = b.hosts[2][0]
+        with netns.inside(receiver.ns):
+            wire = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+        sockets.add(wire)
+        wire.bind((receiver.iface, 0))
+        wire.setblocking(False)
         host = a.hosts[1][0]
         got = lab.send_until_received(
             lambda t: lab.send_broadcast(host.ns, a.vlans[1].broadcast, BIG_PORT,
                                          t.ljust(BIG, b".")),
-            listener, tag,
+            listener, token("bigmesh"),
         )  # fmt: skip
+        # A full-size frame (1472 bytes of payload) does not fit one mesh datagram with the
+        # envelope: it crosses in two, and the far segment gets the frame itself, not fragments.
+        full = lab.send_until_received(
+            lambda t: lab.send_broadcast(host.ns, a.vlans[1].broadcast, BIG_PORT,
+                                         t.ljust(FULL, b".")),
+            listener, token("fullmesh"),
+        )  # fmt: skip
+        seen = []
+        while True:
+            try:
+                frame = wire.recv(65536)
+            except BlockingIOError:
+                break
+            if frame[23] == 17 and b"fullmesh" in frame:
+                seen.append(frame)
         mesh_frames = []
         while True:
             try:
@@ -266,6 +287,11 @@ def test_a_4000_byte_broadcast_crosses_the_mesh_in_datagrams_that_fit_the_path(
         rb.stop()
     assert got is not None, ra.tail() + rb.tail()
     assert len(got[0]) == BIG
+    assert full is not None, ra.tail() + rb.tail()
+    assert len(full[0]) == FULL
+    assert seen, "the full-size frame was not seen on the far segment"
+    assert all(len(f) == 14 + 20 + 8 + FULL for f in seen)
+    assert all(int.from_bytes(f[20:22], "big") & 0x3FFF == 0 for f in seen)  # no fragment
     assert mesh_frames, "no mesh datagram seen on the underlay"
     # No mesh datagram is an IP fragment (flags MF or offset set), and each fits 1500 bytes.
     assert all(int.from_bytes(f[20:22], "big") & 0x3FFF == 0 for f in mesh_frames)
