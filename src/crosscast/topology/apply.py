@@ -247,6 +247,11 @@ def _exited(pidfile: str) -> bool:
         pid = int(Path(pidfile).read_text().strip())
     except (OSError, ValueError):
         return False  # not written yet
+    return _gone(pid)
+
+
+def _gone(pid: int) -> bool:
+    """Process `pid` has ended: no longer in /proc, or a zombie."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
@@ -287,7 +292,9 @@ def _stop_daemon(pidfile: str, program: str, args: tuple[str, ...] = ()) -> None
             os.kill(pid, sig)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            if daemon_pid(pidfile, program, args) is None:
+            # The PID, not daemon_pid(): an exiting process's command line reads empty once its
+            # memory is released, but it holds its sockets and files until it is a zombie.
+            if _gone(pid):
                 Path(pidfile).unlink(missing_ok=True)
                 return
             time.sleep(POLL)
