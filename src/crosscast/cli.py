@@ -21,7 +21,8 @@ EXIT_USAGE = 2
 
 def _build_parser() -> argparse.ArgumentParser:
     from crosscast import demo
-    from crosscast.relay import bench, status
+    from crosscast.relay import status
+    from crosscast.relay.bench import command as bench
     from crosscast.topology import cli as topology_cli
 
     parser = argparse.ArgumentParser(

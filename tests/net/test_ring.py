@@ -263,6 +263,38 @@ def test_flush_with_nothing_queued_makes_no_call(tx: TxRing) -> None:
     assert tx.flush() == 0  # no socket: a call would raise
 
 
+def test_reserve_and_commit_queue_a_frame_written_in_place(tx: TxRing) -> None:
+    at = tx.reserve()
+    assert at == TX_DATA_OFFSET
+    assert status_of(tx._map, SMALL, 0) == TP_STATUS_AVAILABLE  # nothing handed over yet
+    tx.mapping[at : at + 60] = frame_no(5)
+    tx.commit(60)
+    assert struct.unpack_from("=III", tx._map, 0) == (TP_STATUS_SEND_REQUEST, 60, 60)
+    assert tx.reserve() == SMALL.frame_size + TX_DATA_OFFSET
+    assert tx.pending == 1
+
+
+def test_reserve_while_the_kernel_owns_the_slot_is_none_and_counted(tx: TxRing) -> None:
+    for _ in range(SMALL.frame_nr):
+        tx.commit(60)
+    assert tx.reserve() is None
+    assert tx.full == 1
+
+
+def test_fill_copies_the_frame_into_every_slot(tx: TxRing) -> None:
+    tx.fill(frame_no(8, 100))
+    for i in range(SMALL.frame_nr):
+        start = i * SMALL.frame_size + TX_DATA_OFFSET
+        assert tx._map[start : start + 100] == frame_no(8, 100)
+        assert status_of(tx._map, SMALL, i) == TP_STATUS_AVAILABLE
+
+
+@pytest.mark.parametrize("length", [13, SMALL.tx_capacity + 1])
+def test_fill_refuses_a_frame_of_impossible_length(tx: TxRing, length: int) -> None:
+    with pytest.raises(ValueError, match="does not fit"):
+        tx.fill(bytes(length))
+
+
 def test_an_old_wait_does_not_make_a_later_slot_skipped(rx: RxRing) -> None:
     write_slot(rx._map, SMALL, 1, frame_no(1))
     assert rx.drain() == []  # waiting on slot 0

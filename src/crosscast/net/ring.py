@@ -392,8 +392,10 @@ class TxRing(_Ring):
     """A TPACKET_V2 transmit ring on an open AF_PACKET socket bound to the egress interface.
 
     `queue()` frames (a copy into shared memory each, no system call), then `flush()` once: one
-    `send` hands every queued frame to the driver. The socket should be one of its own (see
-    `_map_ring`); bound with protocol 0 it receives nothing, so it costs nothing on receive.
+    `send` hands every queued frame to the driver. A sender that builds its frames in place (the
+    bench's generator stamps a few bytes into a template) uses `reserve()` and `commit()`
+    instead of `queue()`. The socket should be one of its own (see `_map_ring`); bound with
+    protocol 0 it receives nothing, so it costs nothing on receive.
     """
 
     _OPTION = PACKET_TX_RING
@@ -414,35 +416,65 @@ class TxRing(_Ring):
         sock.setsockopt(SOL_PACKET, PACKET_LOSS, 1)
         return cls(_map_ring(sock, PACKET_TX_RING, geometry), geometry, sock)
 
+    @property
+    def mapping(self) -> mmap.mmap:
+        """The shared memory the frames go into (for `reserve`)."""
+        return self._map
+
     def queue(self, frame: bytes) -> bool:
         """Copy `frame` into the next free slot; False (and counted) when it does not fit."""
         n = len(frame)
         if n < ETH_HLEN or n > self.geometry.tx_capacity:
             self.rejected += 1
             return False
+        start = self.reserve()
+        if start is None:
+            return False
+        self._map[start : start + n] = frame
+        self.commit(n)
+        return True
+
+    def fill(self, frame: bytes) -> None:
+        """Copy `frame` into every slot, for a sender that then changes only a few bytes of each
+        frame in place (`reserve`, write, `commit`) instead of copying it whole. Every slot must
+        be free (nothing in flight: after a waiting flush)."""
+        n = len(frame)
+        if n < ETH_HLEN or n > self.geometry.tx_capacity:
+            raise ValueError(f"a frame of {n} bytes does not fit a slot")
+        m, size = self._map, self.geometry.frame_size
+        for off in range(0, size * self.geometry.frame_nr, size):
+            m[off + TX_DATA_OFFSET : off + TX_DATA_OFFSET + n] = frame
+
+    def reserve(self) -> int | None:
+        """Where the next frame goes: its offset in `mapping`, to be written there (at most
+        `geometry.tx_capacity` bytes) and handed over with `commit`; None, counted in `full`,
+        while the kernel still owns that slot (sending is slower than queueing)."""
         off = self._next * self.geometry.frame_size
         if _STATUS.unpack_from(self._map, off)[0] != TP_STATUS_AVAILABLE:
-            self.full += 1  # the kernel still owns it: sending is slower than queueing
-            return False
-        start = off + TX_DATA_OFFSET
-        self._map[start : start + n] = frame
+            self.full += 1
+            return None
+        return off + TX_DATA_OFFSET
+
+    def commit(self, length: int) -> None:
+        """Queue the slot `reserve` returned, now holding a frame of `length` bytes."""
+        off = self._next * self.geometry.frame_size
         # tp_len before tp_status: the kernel may take the slot as soon as the status says so.
-        _TX_LENGTHS.pack_into(self._map, off + 4, n, n)
+        _TX_LENGTHS.pack_into(self._map, off + 4, length, length)
         _STATUS.pack_into(self._map, off, TP_STATUS_SEND_REQUEST)
         self._next = (self._next + 1) % self.geometry.frame_nr
         self.pending += 1
-        return True
 
-    def flush(self) -> int:
+    def flush(self, wait: bool = False) -> int:
         """Send everything queued with one system call; the number of bytes the kernel took.
 
-        MSG_DONTWAIT: the kernel hands the frames to the driver and returns without waiting for
-        them to leave, so the event loop never blocks here; slots free up as frames complete.
-        It raises what `send` raises (ENOBUFS from a full device queue, ENETDOWN); the frames
-        not taken stay queued for the next flush.
+        By default (MSG_DONTWAIT) the kernel hands the frames to the driver and returns without
+        waiting for them to leave, so the event loop never blocks here; slots free up as frames
+        complete. `wait` (on a blocking socket) returns once every queued frame has left and
+        its slot is free again. It raises what `send` raises (ENOBUFS from a full device queue,
+        ENETDOWN); the frames not taken stay queued for the next flush.
         """
         if not self.pending:
             return 0
-        taken = _socket_of(self.sock).send(b"", socket.MSG_DONTWAIT)
+        taken = _socket_of(self.sock).send(b"", 0 if wait else socket.MSG_DONTWAIT)
         self.pending = 0
         return taken

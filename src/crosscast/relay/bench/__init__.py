@@ -5,8 +5,7 @@ through an AF_PACKET TX ring), sink (kernel receive timestamps), stats (loss, du
 reordering, percentiles), search (the usable max rate), report (rows, ratios, targets, table,
 JSON, plot), command (the CLI and the order of the trials). The relays are driven only through
 their command lines, so the bench does not depend on their internals.
+
+It imports nothing itself: the generator and sink run as `python -m` processes, and a package
+that imported them would have them loaded twice.
 """
-
-from crosscast.relay.bench.command import register
-
-__all__ = ["register"]

@@ -76,7 +76,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "bench",
         help="measure relays side by side in a throw-away lab (root, Linux)",
         description="Measure the kernel path, crosscast in router and mesh mode, and SnowSignal "
-        "(when installed) side by side in network namespaces: usable max rate (< 0.1 %% loss, "
+        "(when installed) side by side in network namespaces: usable max rate (< 0.1 % loss, "
         "p99 <= 10 ms), latency at 1,000 pps, CPU per frame, RSS and overload, for each "
         "payload size. Needs root on Linux; a full run takes 10-20 minutes, --quick about two.",
     )

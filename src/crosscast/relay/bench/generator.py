@@ -2,12 +2,13 @@
 
 It owns the payload format the sink reads (magic, run id, sequence number, send time) and the
 one process that sends it. Frames are real Ethernet/IPv4/UDP broadcasts with valid checksums:
-the frame is built once (`crosscast.net.frames.build_udp_frame`) and copied into every slot of
-a PACKET_TX_RING (TPACKET_V2, mmap); per frame only the 24-byte header and the UDP checksum
-change, the checksum updated from the precomputed sum of the constant part (RFC 1624). Frames
-due in one millisecond are filled into the ring and handed to the kernel with one `send()`, so
-Python costs a few microseconds per frame and one system call per batch: the generator is not
-the bottleneck below about 100k pps (its ceiling is what the bench's kernel-path row shows).
+the frame is built once (`crosscast.net.frames.build_udp_frame`) and copied once into every slot
+of a PACKET_TX_RING (`crosscast.net.ring.TxRing`, TPACKET_V2, mmap); per frame only the 24-byte
+header and the UDP checksum change, the checksum updated from the precomputed sum of the
+constant part (RFC 1624). Frames due in one millisecond are filled into the ring and handed to
+the kernel with one `send()`, so Python costs a few microseconds per frame and one system call
+per batch: the generator is not the bottleneck below about 100k pps (its ceiling is what the
+bench's kernel-path row shows).
 
 Run as a process inside the sender's namespace (`python -m crosscast.relay.bench.generator`);
 it reads commands on stdin and answers each with one JSON line on stdout:
@@ -22,7 +23,6 @@ import contextlib
 import json
 import mmap
 import resource
-import socket
 import struct
 import sys
 import time
@@ -30,27 +30,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from crosscast.net import frames
+from crosscast.net.bpf import DROP_ALL
+from crosscast.net.packet import open_packet_socket
+from crosscast.net.ring import TxRing, ring_geometry, set_qdisc_bypass
 
 MAGIC = b"CCB1"
 # magic, run id, sequence number, send time (CLOCK_REALTIME ns): what the sink reads back.
 HEADER = struct.Struct("!4sIQQ")
 HEADER_LEN = HEADER.size  # 24 bytes, so the smallest payload the bench sends (64 B) has room
 _U16 = struct.Struct("!H")
-_U32 = struct.Struct("=I")  # tpacket2_hdr fields are host-endian
 
-SOL_PACKET = 263  # linux/socket.h
-PACKET_VERSION = 10  # linux/if_packet.h
-PACKET_TX_RING = 13  # linux/if_packet.h
-PACKET_QDISC_BYPASS = 20  # linux/if_packet.h
-TPACKET_V2 = 1  # linux/if_packet.h (enum tpacket_versions)
-TP_STATUS_AVAILABLE = 0  # linux/if_packet.h
-TP_STATUS_SEND_REQUEST = 1  # linux/if_packet.h
-# TPACKET_V2 TX without PACKET_TX_HAS_OFF: data starts at TPACKET2_HDRLEN - sizeof(sockaddr_ll)
-# = TPACKET_ALIGN(sizeof(struct tpacket2_hdr)) = 32 (net/packet/af_packet.c, tpacket_fill_skb).
-TX_DATA_OFFSET = 32
-FRAME_SIZE = 2048  # one ring slot: room for a 1514-byte frame after the 32-byte header
-BLOCK_SIZE = 16384  # a multiple of the page size holding 8 slots
-BLOCK_COUNT = 128  # 1024 slots: more than one millisecond at any rate the bench offers
+SLOTS = 1024  # TX ring slots: more than one millisecond at any rate the bench offers
 ETH_UDP_OFFSET = frames.ETH_HLEN + frames.IP_MIN_HLEN  # the UDP header in a built frame
 PAYLOAD_OFFSET = ETH_UDP_OFFSET + frames.UDP_HLEN
 TICK = 0.001  # seconds between batches: frames due in one tick leave together
@@ -113,61 +103,50 @@ def due(rate: int, elapsed: float, total: int) -> int:
     return min(total, int(elapsed * rate) + 1)
 
 
-class TxRing:
-    """A PACKET_TX_RING on one interface: fill slots, then one send() transmits them all."""
+class Sender:
+    """The generator's TX ring on one interface, with the template of the current payload size."""
 
     def __init__(self, iface: str) -> None:
-        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-        self.sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
+        # Protocol 0: it receives nothing. Blocking, so that a flush can wait for the frames.
+        self.sock = open_packet_socket(iface, DROP_ALL, protocol=0, ignore_outgoing=False)
+        self.sock.setblocking(True)
         with contextlib.suppress(OSError):  # the bench measures relays, not the sender's qdisc
-            self.sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
-        req = struct.pack("IIII", BLOCK_SIZE, BLOCK_COUNT, FRAME_SIZE, self.slots)
-        self.sock.setsockopt(SOL_PACKET, PACKET_TX_RING, req)
-        self.ring = mmap.mmap(self.sock.fileno(), BLOCK_SIZE * BLOCK_COUNT)
-        self.sock.bind((iface, 0))
-        self.head = 0
+            set_qdisc_bypass(self.sock)
+        self.ring = TxRing.attach(self.sock, ring_geometry(SLOTS))
         self.template: Template | None = None
 
-    @property
-    def slots(self) -> int:
-        return BLOCK_SIZE * BLOCK_COUNT // FRAME_SIZE
-
     def load(self, template: Template) -> None:
-        """Copy the template into every slot once; per frame only the header changes."""
-        self.flush()
+        """Use `template` from now on: copied into every slot once, so that per frame only its
+        header and checksum are written."""
+        self.ring.flush(wait=True)
+        self.ring.fill(template.frame)
         self.template = template
-        length = len(template.frame)
-        for slot in range(self.slots):
-            base = slot * FRAME_SIZE
-            self.ring[base + TX_DATA_OFFSET : base + TX_DATA_OFFSET + length] = template.frame
-            _U32.pack_into(self.ring, base + 4, length)  # tp_len
 
     def send(self, run_id: int, first_seq: int, count: int) -> None:
-        """Stamp `count` frames with sequence numbers from `first_seq` and transmit them."""
+        """Stamp `count` frames with sequence numbers from `first_seq` and transmit them; back
+        once they have all left (a flush that waits), so every slot is free for the next call."""
         template = self.template
         if template is None:
             raise RuntimeError("load() a template first")
-        ring, slots, head, now_ns = self.ring, self.slots, self.head, time.time_ns
+        ring, length, now_ns = self.ring, len(template.frame), time.time_ns
+        m, reserve, commit = ring.mapping, ring.reserve, ring.commit
         for seq in range(first_seq, first_seq + count):
-            slot = head * FRAME_SIZE
-            if _U32.unpack_from(ring, slot)[0] != TP_STATUS_AVAILABLE:
-                self.flush()
-            stamp(ring, slot + TX_DATA_OFFSET, template, run_id, seq, now_ns())
-            _U32.pack_into(ring, slot, TP_STATUS_SEND_REQUEST)
-            head = (head + 1) % slots
-        self.head = head
-        self.flush()
-
-    def flush(self) -> None:
-        # A blocking send() on a TX ring returns once every requested slot has gone out.
-        self.sock.send(b"")
+            at = reserve()
+            if at is None:  # more than a ring's worth in one call: let the queued ones go
+                ring.flush(wait=True)
+                at = reserve()
+                if at is None:
+                    raise RuntimeError("a TX ring slot is still in flight after a waiting flush")
+            stamp(m, at, template, run_id, seq, now_ns())
+            commit(length)
+        ring.flush(wait=True)
 
     def close(self) -> None:
         self.ring.close()
         self.sock.close()
 
 
-def run_trial(ring: TxRing, run_id: int, rate: int, seconds: float) -> dict[str, float]:
+def run_trial(sender: Sender, run_id: int, rate: int, seconds: float) -> dict[str, float]:
     """Send rate * seconds frames, paced in batches of what is due each millisecond."""
     total = max(1, round(rate * seconds))
     sent = 0
@@ -176,7 +155,7 @@ def run_trial(ring: TxRing, run_id: int, rate: int, seconds: float) -> dict[str,
     while sent < total:
         n = min(due(rate, time.monotonic() - start, total) - sent, MAX_BATCH)
         if n > 0:
-            ring.send(run_id, sent, n)
+            sender.send(run_id, sent, n)
             sent += n
             continue
         next_at = start + sent / rate
@@ -201,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--dst-ip", required=True)
     p.add_argument("--port", type=int, required=True)
     args = p.parse_args(argv)
-    ring = TxRing(args.iface)
+    sender = Sender(args.iface)
     templates: dict[int, Template] = {}
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
@@ -219,10 +198,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 templates[size] = build_template(
                     args.src_mac, args.src_ip, args.dst_ip, args.port, size
                 )
-            if ring.template is not templates[size]:
-                ring.load(templates[size])
-            print(json.dumps(run_trial(ring, run_id, rate, seconds)), flush=True)
-    ring.close()
+            if sender.template is not templates[size]:
+                sender.load(templates[size])
+            print(json.dumps(run_trial(sender, run_id, rate, seconds)), flush=True)
+    sender.close()
     return 0
 
 
