@@ -155,20 +155,44 @@ def test_a_failing_system_is_the_limit_even_when_the_generator_fell_short() -> N
     assert not generator_bound(_delivery(100_000, sent_share=0.8), passed=False)
 
 
-def _run_search(search: RateSearch, capacity: int) -> list[int]:
+def _run_search(
+    search: RateSearch, capacity: int, stalls: frozenset[int] = frozenset()
+) -> list[int]:
+    """Run `search` against a system that carries up to `capacity`, except that the first
+    trial at each rate in `stalls` fails (a scheduling stall)."""
     tried = []
     while (rate := search.next_rate()) is not None:
+        stalled = rate in stalls and rate not in tried
         tried.append(rate)
-        search.record(rate, rate <= capacity)
+        search.record(rate, rate <= capacity and not stalled)
     return tried
 
 
 def test_search_steps_up_then_bisects_to_the_precision() -> None:
-    search = RateSearch(start=2000, ceiling=200_000, precision=0.1)
+    search = RateSearch(start=2000, ceiling=200_000, precision=0.1, max_trials=20)
     tried = _run_search(search, capacity=11_000)
-    assert tried[:4] == [2000, 4000, 8000, 16000]
+    assert tried[:5] == [2000, 4000, 8000, 16000, 16000]  # a failure is confirmed once
     assert search.best <= 11_000 < search.failed  # type: ignore[operator]
     assert search.failed <= search.best * 1.1  # type: ignore[operator]
+
+
+def test_one_stalled_trial_does_not_fail_a_rate_the_system_carries() -> None:
+    search = RateSearch(start=2000, ceiling=200_000, precision=0.1, max_trials=20)
+    tried = _run_search(search, capacity=11_000, stalls=frozenset({4000}))
+    assert tried[:4] == [2000, 4000, 4000, 8000]
+    assert 10_000 <= search.best <= 11_000
+
+
+def test_a_rate_fails_only_after_every_attempt_at_it_failed() -> None:
+    search = RateSearch(start=1000, ceiling=100_000, attempts=3)
+    search.record(1000, True)
+    for _ in range(2):
+        search.record(2000, False)
+        assert search.failed is None
+        assert search.next_rate() == 2000
+    search.record(2000, False)
+    assert search.failed == 2000
+    assert search.next_rate() == 1414  # bisecting
 
 
 def test_search_stops_at_the_ceiling_when_everything_passes() -> None:
@@ -178,9 +202,9 @@ def test_search_stops_at_the_ceiling_when_everything_passes() -> None:
 
 
 def test_search_steps_down_when_the_first_rate_fails() -> None:
-    search = RateSearch(start=8000, ceiling=100_000, precision=0.1)
+    search = RateSearch(start=8000, ceiling=100_000, precision=0.1, max_trials=20)
     tried = _run_search(search, capacity=1500)
-    assert tried[:3] == [8000, 4000, 2000]
+    assert tried[:6] == [8000, 8000, 4000, 4000, 2000, 2000]
     assert 1000 <= search.best <= 1500
 
 

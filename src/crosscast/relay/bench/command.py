@@ -55,7 +55,7 @@ class Plan:
     start_rate: int = 2000
     max_rate: int = 200_000
     precision: float = 0.1  # the search stops when fail/pass <= 1 + precision
-    max_trials: int = 10
+    max_trials: int = 13  # room for the repeat of each failing trial (search.py)
     overload: bool = True
 
 
@@ -67,7 +67,7 @@ QUICK = Plan(
     overload_settle_seconds=0.6,
     start_rate=4000,
     precision=0.25,
-    max_trials=6,
+    max_trials=8,
 )
 
 
