@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from crosscast.relay.capture import DRAIN_LIMIT, StartupError
-from crosscast.relay.mesh import MeshSocket
+from crosscast.relay.capture import StartupError
+from crosscast.relay.mesh import DRAIN_LIMIT, MeshSocket
 
 
 def free_port() -> int:

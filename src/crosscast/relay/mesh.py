@@ -8,9 +8,9 @@ How it reads (issue 8):
 - Adaptive drain. A drain that reads until EAGAIN ends every wake-up with a failing system call,
   which at low rates (every datagram its own wake-up) is one call in four. So a wake-up reads a
   single datagram unless the previous wake-up was less than BUSY_GAP ago, and only then drains
-  (up to DRAIN_LIMIT). Readiness is level-triggered, so nothing is left behind: a second datagram
-  queued behind the first wakes the loop again at once, and that wake-up, coming right after the
-  first, drains.
+  (up to DRAIN_LIMIT datagrams). Readiness is level-triggered, so nothing is left behind: a
+  second datagram queued behind the first wakes the loop again at once, and that wake-up, coming
+  right after the first, drains.
 - Bounded waiting. When the relay cannot keep up, datagrams queue in the socket; in the
   crosscast format one datagram carries a whole drain's frames (a dozen 64-byte frames), so a
   receive buffer small enough to bound the wait for batched small frames starves one-frame
@@ -35,7 +35,6 @@ from collections.abc import Iterable
 
 from crosscast.net.packet import SO_SNDBUFFORCE
 from crosscast.relay.capture import (
-    DRAIN_LIMIT,
     MAX_WAIT,
     SO_RCVBUFFORCE,
     StartupError,
@@ -43,6 +42,12 @@ from crosscast.relay.capture import (
 )
 
 MAX_DATAGRAM = 65535
+# Datagrams per wake-up. A drain is relayed as a whole (the engine decides all of it, then it is
+# sent), so its last frame's processing delays its first: the capture's 256 frames are about
+# 1.5 ms of work, but 256 batched datagrams of 64-byte frames are ~3,000 frames, ~15 ms, which
+# under overload came on top of the 10 ms wait (mesh p99 22.9 ms at 64 B, bench 2026-12-03).
+# 32 datagrams are at most a few hundred frames; a busy socket wakes the loop again at once.
+DRAIN_LIMIT = 32
 BUSY_GAP = 0.0005  # seconds: a wake-up this soon after the previous one drains the socket
 SO_TIMESTAMPNS = 35  # asm-generic/socket.h (SCM_TIMESTAMPNS is the same number)
 SO_MEMINFO = 55  # asm-generic/socket.h: u32[SK_MEMINFO_VARS]
