@@ -44,7 +44,7 @@ SLOTS = 1024  # TX ring slots: more than one millisecond at any rate the bench o
 ETH_UDP_OFFSET = frames.ETH_HLEN + frames.IP_MIN_HLEN  # the UDP header in a built frame
 PAYLOAD_OFFSET = ETH_UDP_OFFSET + frames.UDP_HLEN
 TICK = 0.001  # seconds between batches: frames due in one tick leave together
-MAX_BATCH = 256  # frames per send(): bounded so a late tick cannot hog the ring
+MAX_BATCH = 256  # frames per send(): bounded so a late tick cannot hog the ring (< SLOTS)
 
 
 @dataclass(frozen=True)
@@ -132,11 +132,8 @@ class Sender:
         m, reserve, commit = ring.mapping, ring.reserve, ring.commit
         for seq in range(first_seq, first_seq + count):
             at = reserve()
-            if at is None:  # more than a ring's worth in one call: let the queued ones go
-                ring.flush(wait=True)
-                at = reserve()
-                if at is None:
-                    raise RuntimeError("a TX ring slot is still in flight after a waiting flush")
+            if at is None:  # every slot is free after a waiting flush, and count <= MAX_BATCH
+                raise RuntimeError(f"{count} frames do not fit a ring of {SLOTS} slots")
             stamp(m, at, template, run_id, seq, now_ns())
             commit(length)
         ring.flush(wait=True)
