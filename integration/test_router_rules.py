@@ -310,3 +310,19 @@ def test_video_multicast_from_vlan2_does_not_reach_vlan1(router: Router, sockets
         "vlan2",
         token("video-reverse"),
     )
+
+
+# -- memory ---------------------------------------------------------------------------------
+
+
+def test_only_the_vlans_rules_capture_on_get_a_full_receive_ring(router: Router) -> None:
+    # br1 and br3 are where rules capture; br2 only receives relayed frames, so its capture
+    # (segment probes only) maps a small ring: the rings are the relay's socket mappings.
+    sizes = []
+    with open(f"/proc/{router.relay.proc.pid}/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if len(fields) == 6 and fields[5].startswith("socket:"):
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                sizes.append((end - start) // 1024)
+    assert sorted(sizes) == [32, 1024, 1024], sizes

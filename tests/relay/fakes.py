@@ -130,6 +130,7 @@ class FakeHost:
     ports: list[FakePort] = field(default_factory=list)
     meshes: list[FakeMesh] = field(default_factory=list)
     programs: dict[str, Sequence[Instruction]] = field(default_factory=dict)
+    probes_only: dict[str, bool] = field(default_factory=dict)  # open_capture's last say
     indexes: dict[str, int] = field(default_factory=dict)
     fail_mesh: bool = False
     watch: FakeWatch | None = None
@@ -151,13 +152,19 @@ class FakeHost:
         return list(self.addresses)
 
     def open_capture(
-        self, name: str, program: Sequence[Instruction], groups: Iterable[int], rcvbuf: int
+        self,
+        name: str,
+        program: Sequence[Instruction],
+        groups: Iterable[int],
+        rcvbuf: int,
+        probes_only: bool,
     ) -> FakePort:
         index = self.interface_index(name)
         if index is None:
             raise StartupError(f"interface {name} does not exist")
         port = FakePort(name, index, groups)
         self.programs[name] = program
+        self.probes_only[name] = probes_only
         self.ports.append(port)
         return port
 

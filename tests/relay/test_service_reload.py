@@ -63,10 +63,12 @@ def test_a_valid_reload_swaps_the_rules_and_keeps_unchanged_captures() -> None:
     h = host()
     rt, set_rules = reloading(h, GPS)
     eth2 = rt.ports["eth2"]
+    assert h.probes_only == {"eth0": False, "eth2": True}  # eth2 is egress only: a small ring
     set_rules(GPS, "sensors from eth2 to eth0 port 6000")
     assert run(rt, rt.reload) is True
     assert rt.ports["eth2"] is not eth2  # its filter now passes 6000: a new capture
     assert eth2.closed
+    assert h.probes_only["eth2"] is False  # with a full ring
     set_rules(GPS, "sensors from eth2 to eth0 port 6000", "more from eth0 to eth2 port 10110")
     eth0, eth2 = rt.ports["eth0"], rt.ports["eth2"]
     assert run(rt, rt.reload) is True

@@ -68,6 +68,10 @@ DRAIN_LIMIT = 256  # frames per wake-up before yielding to the other sockets
 # bottleneck at a time (the receiver for batched small frames, the sender for large ones).
 MAX_WAIT = 0.010
 RING_BYTES = DEFAULT_RX_GEOMETRY.size  # 1 MiB: 512 slots for a 1500-byte MTU
+# An interface no rule captures on (egress only) still captures segment probes, a few frames a
+# second; its ring is 16 slots, 32 KiB of RSS where a full ring would be 1 MiB.
+PROBE_SLOTS = 16
+PROBE_GEOMETRY = ring_geometry(PROBE_SLOTS)
 _VLAN_TAG = 4  # an 802.1Q tag the kernel did not strip
 
 
@@ -97,11 +101,16 @@ def read_interface(name: str) -> Interface:
     return Interface(name=name, mac=mac, address=address, prefix_len=mask.bit_count())
 
 
-def ring_for(mtu: int) -> Geometry:
+def ring_for(mtu: int, probes_only: bool = False) -> Geometry:
     """The RX ring for an interface of this MTU: slots that hold a whole frame, in the same
     1 MiB as the default ring (512 slots at a 1500-byte MTU, a few ms of traffic at the
     relay's maximum: a burst, not a backlog). A jumbo MTU gets fewer, larger slots rather than
-    frames the ring would have to cut (a cut frame is dropped and counted as too long)."""
+    frames the ring would have to cut (a cut frame is dropped and counted as too long).
+    `probes_only` (no rule captures here): PROBE_SLOTS default slots at any MTU, since a segment
+    probe is an envelope of under 100 bytes (a longer frame of its EtherType is cut and counted).
+    """
+    if probes_only:
+        return PROBE_GEOMETRY
     need = RX_DATA_OFFSET + 14 + _VLAN_TAG + mtu
     if need <= DEFAULT_RX_GEOMETRY.frame_size:
         return DEFAULT_RX_GEOMETRY
@@ -142,7 +151,12 @@ class PacketPort:
 
     @classmethod
     def open(
-        cls, name: str, program: Sequence[Instruction], groups: Iterable[int], rcvbuf: int
+        cls,
+        name: str,
+        program: Sequence[Instruction],
+        groups: Iterable[int],
+        rcvbuf: int,
+        probes_only: bool = False,
     ) -> PacketPort:
         try:
             index = socket.if_nametoindex(name)
@@ -158,7 +172,7 @@ class PacketPort:
         except OSError as e:
             raise StartupError(f"cannot capture on {name}: {e.strerror}") from None
         try:
-            ring = RxRing.attach(sock, ring_for(interface_mtu(name)))
+            ring = RxRing.attach(sock, ring_for(interface_mtu(name), probes_only))
         except OSError as e:
             sock.close()
             raise StartupError(f"cannot map a receive ring on {name}: {e.strerror}") from None

@@ -85,9 +85,16 @@ class Host(Protocol):
         ...
 
     def open_capture(
-        self, name: str, program: Sequence[Instruction], groups: Iterable[int], rcvbuf: int
+        self,
+        name: str,
+        program: Sequence[Instruction],
+        groups: Iterable[int],
+        rcvbuf: int,
+        probes_only: bool,
     ) -> CapturePort:
-        """Capture on `name` through `program`, joined to `groups`; raises StartupError."""
+        """Capture on `name` through `program`, joined to `groups`; raises StartupError.
+        `probes_only`: no rule captures on `name`, so only segment probes arrive (a small
+        ring)."""
         ...
 
     def open_mesh(self, port: int, rcvbuf: int) -> MeshPort:
@@ -123,9 +130,14 @@ class SystemHost:
         return capture.own_addresses()
 
     def open_capture(
-        self, name: str, program: Sequence[Instruction], groups: Iterable[int], rcvbuf: int
+        self,
+        name: str,
+        program: Sequence[Instruction],
+        groups: Iterable[int],
+        rcvbuf: int,
+        probes_only: bool,
     ) -> CapturePort:
-        return capture.PacketPort.open(name, program, groups, rcvbuf)
+        return capture.PacketPort.open(name, program, groups, rcvbuf, probes_only)
 
     def open_mesh(self, port: int, rcvbuf: int) -> MeshPort:
         return MeshSocket(port, rcvbuf)

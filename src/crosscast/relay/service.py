@@ -175,9 +175,13 @@ class Runtime:
         return tuple(capture_program(spec)), table.groups_on(iface.name)
 
     def _open_port(self, iface: Interface, table: RuleTable | None = None) -> CapturePort:
-        args = self._capture_args(iface, self.table if table is None else table)
+        table = self.table if table is None else table
+        args = self._capture_args(iface, table)
         program, groups = args
-        port = self.host.open_capture(iface.name, program, groups, self.settings.rcvbuf)
+        probes_only = table.capture_needs(iface.name) == ((), ())
+        port = self.host.open_capture(
+            iface.name, program, groups, self.settings.rcvbuf, probes_only
+        )
         self._port_args[iface.name] = args
         return port
 
