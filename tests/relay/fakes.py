@@ -99,8 +99,8 @@ class FakeMesh(_Wakeable):
         self.counters["mesh_socket_drops",] += self.socket_dropped
         self.socket_dropped = 0
 
-    def send(self, datagram: bytes, peers: Iterable[str]) -> None:
-        self.sent.extend((datagram, peer) for peer in sorted(peers))
+    def send(self, datagrams: Sequence[bytes], peers: Iterable[str]) -> None:
+        self.sent.extend((datagram, peer) for datagram in datagrams for peer in sorted(peers))
 
 
 class FakeWatch(_Wakeable):

@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -313,8 +313,8 @@ def test_serve_says_ready_relays_what_arrives_and_stops_cleanly(
     assert rt.mesh is not None
     mesh_send = rt.mesh.send
 
-    def send(datagram: bytes, peers: Iterable[str]) -> None:
-        mesh_send(datagram, peers)
+    def send(datagrams: Sequence[bytes], peers: Iterable[str]) -> None:
+        mesh_send(datagrams, peers)
         sent.set()
 
     rt.mesh.send = send  # type: ignore[method-assign]

@@ -106,6 +106,12 @@ COUNTERS: dict[str, Spec] = {
     "mesh_send_errors": Spec(
         "crosscast_mesh_send_errors", ("peer",), "Datagrams that could not be sent, by peer."
     ),
+    "mesh_gso_refused": Spec(
+        "crosscast_mesh_gso_refused",
+        (),
+        "Segmented mesh sends (UDP GSO) the kernel refused; each lowers the size offloaded "
+        "from then on (segments over the path MTU) or turns offload off (no support).",
+    ),
     "mesh_receive_errors": Spec(
         "crosscast_mesh_receive_errors",
         (),

@@ -210,9 +210,7 @@ class Runtime:
             except OSError:
                 self.counters["send_errors", name] += 1
         if out.datagrams and self.mesh is not None:
-            peers = self.discovery.peers
-            for datagram in out.datagrams:
-                self.mesh.send(datagram, peers)
+            self.mesh.send(out.datagrams, self.discovery.peers)
 
     def _log_events(self) -> None:
         for event in self.relay.take_events():
