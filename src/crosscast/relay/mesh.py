@@ -197,24 +197,23 @@ class MeshSocket:
 
     def send(self, datagrams: Sequence[bytes], peers: Iterable[str]) -> None:
         """Each of `datagrams`, in order, to each peer: a run of them in one segmented send."""
-        runs = gso_runs(datagrams, self.gso_max)
+        runs = [(run, b"".join(run)) for run in gso_runs(datagrams, self.gso_max)]
         for peer in peers:
             address = (peer, self.port)
             sent = 0
-            for run in runs:
-                sent += self._send_run(run, address)
+            for run, joined in runs:
+                sent += self._send_run(run, joined, address)
             if sent:
                 self.counters["mesh_sent", peer] += sent
             if sent < len(datagrams):
                 self.counters["mesh_send_errors", peer] += len(datagrams) - sent
 
-    def _send_run(self, run: Sequence[bytes], address: tuple[str, int]) -> int:
-        """Send `run` to `address`; how many of its datagrams went."""
+    def _send_run(self, run: Sequence[bytes], joined: bytes, address: tuple[str, int]) -> int:
+        """Send `run` (its datagrams `joined`) to `address`; how many of them went."""
         size = len(run[0])
         if len(run) > 1 and size <= self.gso_max:
             try:
-                segment = [(SOL_UDP, UDP_SEGMENT, _U16.pack(size))]
-                self.sock.sendmsg([b"".join(run)], segment, 0, address)
+                self.sock.sendmsg([joined], [(SOL_UDP, UDP_SEGMENT, _U16.pack(size))], 0, address)
                 return len(run)
             except OSError as e:
                 if e.errno == errno.EINVAL:  # segments over the path MTU: not from this size up
