@@ -71,7 +71,7 @@ SK_MEMINFO_DROPS = 8  # linux/sock_diag.h: the index of sk_drops
 SOL_UDP = 17  # IPPROTO_UDP
 UDP_SEGMENT = 103  # linux/udp.h: u16 segment size of a send (GSO)
 UDP_GRO = 104  # linux/udp.h: receive coalesced runs; the cmsg is the int segment size
-GSO_MAX_SEGMENTS = 64  # linux/udp.h UDP_MAX_SEGMENTS (64 before Linux 6.2, 128 since)
+GSO_MAX_SEGMENTS = 64  # linux/udp.h UDP_MAX_SEGMENTS: 1 << 6 (newer kernels allow more)
 GSO_MAX_BYTES = 65535 - 20 - 8  # one IPv4 datagram's payload
 _TIMESPEC = struct.Struct("=qq")  # struct timespec: tv_sec, tv_nsec
 _INT = struct.Struct("=i")
