@@ -224,6 +224,16 @@ def test_search_ends_when_the_generator_is_the_limit() -> None:
     assert search.best == 95_000
 
 
+def test_a_failing_trial_the_generator_fell_short_in_ends_the_search_without_a_repeat() -> None:
+    search = RateSearch(start=50_000, ceiling=400_000)
+    search.record(50_000, True)
+    search.record(100_000, False, limited=True)
+    assert search.done
+    assert search.limited
+    assert search.trials == 2
+    assert search.best == 50_000
+
+
 def test_search_respects_its_trial_budget() -> None:
     search = RateSearch(start=100, ceiling=10**9, max_trials=3)
     assert len(_run_search(search, capacity=10**9)) == 3

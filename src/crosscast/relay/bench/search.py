@@ -77,8 +77,8 @@ class RateSearch:
             self._failures = 0
         else:
             self._failures += 1
-            if self._failures < self.attempts:
-                self._next = rate  # once more before it counts
+            if self._failures < self.attempts and not limited:
+                self._next = rate  # once more before it counts (the generator was not short)
                 return
             self._failures = 0
             if self.failed is None or rate < self.failed:
