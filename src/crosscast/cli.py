@@ -40,12 +40,28 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _asyncio_without_tls() -> None:
+    """Import asyncio with `ssl` unimportable, as on a Python built without it: asyncio then
+    offers no TLS, which the relay does not use, and libcrypto (3.4 MB of the relay's RSS) is
+    not loaded unless something that needs it imports `ssl` or `hashlib` later (a mesh
+    secret's HMAC, the metrics listener's prometheus_client). Once asyncio is imported, this
+    changes nothing."""
+    if "asyncio" in sys.modules or "ssl" in sys.modules:
+        return
+    sys.modules["ssl"] = None  # type: ignore[assignment]  # `import ssl` raises ImportError
+    try:
+        __import__("asyncio")
+    finally:
+        del sys.modules["ssl"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     # SnowSignal is started with options only; so is crosscast's relay.
     if not args or (args[0].startswith("-") and args[0] not in ("-h", "--help", "--version")):
         args = ["relay", *args]
     if args[0] == "relay":
+        _asyncio_without_tls()
         from crosscast.relay import service
 
         return service.main(args[1:])

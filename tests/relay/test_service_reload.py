@@ -12,7 +12,7 @@ import pytest
 
 from crosscast.net.bpf import run_program
 from crosscast.net.frames import ip_from_str
-from crosscast.relay import service
+from crosscast.relay import eventloop, service
 from crosscast.relay import settings as config
 from crosscast.relay.capture import StartupError
 
@@ -42,12 +42,12 @@ def run(rt: service.Runtime, body: Callable[[], object]) -> object:
 
     async def main() -> object:
         result = body()
-        loop = asyncio.get_running_loop()
+        readers = eventloop.readers()
         for port in rt.ports.values():
-            loop.remove_reader(port.sock.fileno())
+            readers.unwatch(port.sock.fileno())
         return result
 
-    return asyncio.run(main())
+    return eventloop.run(main())
 
 
 def captured(rt: service.Runtime, iface: str, data: bytes) -> list[tuple[str, bytes]]:

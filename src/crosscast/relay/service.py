@@ -1,6 +1,6 @@
 """The relay's composition root: settings -> sockets + engine -> supervised tasks -> exit code.
 
-Owns start-up (fail fast with one line and status 2), the event loop (uvloop when installed),
+Owns start-up (fail fast with one line and status 2), the event loop (relay/eventloop.py),
 the readers that drain each socket on every wake-up, supervision of the periodic tasks, health,
 the logging of what the engine recorded (each drop reason once at warning, repeats at debug),
 live reconfiguration (SIGHUP reloads rules and peers atomically; address, prefix and link
@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import functools
 import gc
 import json
 import logging
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from crosscast.net.bpf import CaptureSpec, Instruction, capture_program
 from crosscast.net.frames import LIMITED_BROADCAST
-from crosscast.relay import READY, logformat, protocols, sdnotify
+from crosscast.relay import READY, eventloop, logformat, protocols, sdnotify
 from crosscast.relay import settings as config
 from crosscast.relay.capture import StartupError
 from crosscast.relay.discovery import Discovery, LazyResolver, needs_dns
@@ -62,26 +63,11 @@ RESTART_ONLY = (
     ("metrics_port", "metrics port"),
     ("metrics_address", "metrics address"),
     ("rcvbuf", "receive buffer"),
-    ("event_loop", "event loop"),
     ("egress_rate", "egress rate"),
     ("mesh_mtu", "mesh MTU"),
     ("log_level", "log level"),
     ("discovery_interval", "discovery interval"),
 )
-
-
-def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop when asked for or (auto) installed; None is asyncio's default loop."""
-    if choice == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        if choice == "uvloop":
-            raise StartupError("--event-loop uvloop: uvloop is not installed") from None
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
 
 
 _CaptureArgs = tuple[tuple[Instruction, ...], tuple[int, ...]]  # a capture's filter and groups
@@ -195,7 +181,7 @@ class Runtime:
             self.watch.close()
             self.watch = None
 
-    # -- per-packet paths (loop.add_reader callbacks) ----------------------------------------
+    # -- per-packet paths (eventloop.Readers callbacks) ----------------------------------------
 
     def _execute(self, out: Output) -> None:
         if self.relay.events:
@@ -241,7 +227,6 @@ class Runtime:
             # ENETDOWN once when the link goes down; the kernel re-hooks the socket when it
             # comes back. A deleted interface is noticed by the watcher, which re-opens.
             self.counters["dropped", f"capture-{errno_name(e)}"] += 1
-            self._rearm(port)
             return
         if not frames:
             return
@@ -356,7 +341,6 @@ class Runtime:
             port = self.ports.get(name)
             index = self.host.interface_index(name)
             if port is not None and index == port.index:
-                self._rearm(port, clear_error=True)
                 self._check_address(name)
                 continue
             if port is not None:
@@ -364,22 +348,6 @@ class Runtime:
                 log.warning("interface %s went away; waiting for it to come back", name)
             if index is not None:
                 self._reopen(name)
-
-    def _rearm(self, port: CapturePort, *, clear_error: bool = False) -> None:
-        """Watch the port's descriptor afresh. uvloop (libuv) closes a reader whose descriptor
-        reported POLLERR, which a packet socket does when its link goes down (ENETDOWN): when
-        frames keep the ring busy, no empty drain reads the error and re-arms, and the capture
-        would stay unread after the flap. So every interface check also reads (and clears) a
-        pending error, counted, and arms the reader again: two epoll_ctl calls."""
-        if clear_error:
-            err = port.take_error()
-            if err:
-                self.counters[
-                    "dropped", f"capture-{errno_name(OSError(err, os.strerror(err)))}"
-                ] += 1
-        loop = asyncio.get_running_loop()
-        loop.remove_reader(port.sock.fileno())
-        loop.add_reader(port.sock.fileno(), self.on_port_readable, port)
 
     def _check_address(self, name: str) -> None:
         try:
@@ -412,17 +380,14 @@ class Runtime:
         self._swap_port(name, port)
 
     def _swap_port(self, name: str, port: CapturePort) -> None:
-        loop = asyncio.get_running_loop()
         old = self.ports.get(name)
         self.ports[name] = port
-        loop.add_reader(port.sock.fileno(), self.on_port_readable, port)
+        self._watch_port(port)
         if old is not None:
-            loop.remove_reader(old.sock.fileno())
-            # What it queued before the new one opened (a few drains' worth; an empty drain is
-            # one failing recv), then no reader: on a receive error on_port_readable re-arms it.
+            eventloop.readers().unwatch(old.sock.fileno())
+            # What it queued before the new one opened (a few drains' worth), then close.
             for _ in range(SWAP_DRAINS):
                 self.on_port_readable(old)
-            loop.remove_reader(old.sock.fileno())
             old.close()
 
     # -- SIGHUP -----------------------------------------------------------------------------
@@ -478,10 +443,9 @@ class Runtime:
         self.table = table
         for name, port in opened.items():
             self._swap_port(name, port)
-        loop = asyncio.get_running_loop()
         for name in set(self.ports) - set(new.interfaces):
             old = self.ports.pop(name)
-            loop.remove_reader(old.sock.fileno())
+            eventloop.readers().unwatch(old.sock.fileno())
             old.close()
             self._port_args.pop(name, None)
             self.relay.remove_interface(name)
@@ -515,7 +479,7 @@ class Runtime:
         return True
 
     def _close_port(self, port: CapturePort) -> None:
-        asyncio.get_running_loop().remove_reader(port.sock.fileno())
+        eventloop.readers().unwatch(port.sock.fileno())
         port.close()
         del self.ports[port.name]
         self.down.add(f"capture {port.name}")
@@ -529,9 +493,14 @@ class Runtime:
             return
         self.relay.update_interface(iface)
         self.ports[name] = port
-        asyncio.get_running_loop().add_reader(port.sock.fileno(), self.on_port_readable, port)
+        self._watch_port(port)
         self.down.discard(f"capture {name}")
         log.info("interface %s is back; capturing again", name)
+
+    def _watch_port(self, port: CapturePort) -> None:
+        eventloop.readers().watch(
+            port.sock.fileno(), functools.partial(self.on_port_readable, port)
+        )
 
     async def _serve_metrics(self) -> None:
         port = self.settings.metrics_port
@@ -575,25 +544,25 @@ class Runtime:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.on_sighup)
+        readers = eventloop.readers()
         for port in self.ports.values():
-            loop.add_reader(port.sock.fileno(), self.on_port_readable, port)
+            self._watch_port(port)
         self.watch = self.host.open_address_watch()
         if self.watch is not None:
-            loop.add_reader(self.watch.sock.fileno(), self.on_watch_readable)
+            readers.watch(self.watch.sock.fileno(), self.on_watch_readable)
         if self.mesh is not None:
-            loop.add_reader(self.mesh.sock.fileno(), self.on_mesh_readable)
+            readers.watch(self.mesh.sock.fileno(), self.on_mesh_readable)
             await self.discovery.refresh()
         ports = ", ".join(
             f"{p.name} ({_ip(self.relay.interfaces[p.name].address)})" for p in self.ports.values()
         )
         peers = " ".join(sorted(self.discovery.peers)) or "none yet"
         log.info(
-            READY + ": relay %016x on %s; mesh %s; peers: %s; %s loop",
+            READY + ": relay %016x on %s; mesh %s; peers: %s",
             self.relay.relay_id,
             ports,
             f"{self.settings.mesh_format} on port {self.mesh.port}" if self.mesh else "off",
             peers,
-            type(loop).__module__.split(".")[0],
         )
         self.notifier.ready(status=f"relaying on {ports}")
         # What start-up made (modules, rules, tables: some 100,000 objects) lives as long as the
@@ -616,11 +585,11 @@ class Runtime:
             for task in tasks:
                 task.cancel()
         for port in self.ports.values():
-            loop.remove_reader(port.sock.fileno())
+            readers.unwatch(port.sock.fileno())
         if self.mesh is not None:
-            loop.remove_reader(self.mesh.sock.fileno())
+            readers.unwatch(self.mesh.sock.fileno())
         if self.watch is not None:  # opened by serve, so closed here
-            loop.remove_reader(self.watch.sock.fileno())
+            readers.unwatch(self.watch.sock.fileno())
             self.watch.close()
             self.watch = None
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -737,7 +706,6 @@ def main(
     if settings.wait_for_interfaces and not wait_for_interfaces(host, settings.interfaces):
         return 0  # SIGTERM while waiting
     try:
-        loop_factory = _loop_factory(settings.event_loop)
         runtime = Runtime(
             settings,
             host,
@@ -747,13 +715,14 @@ def main(
     except StartupError as e:
         print(f"crosscast relay: {e}", file=sys.stderr)
         return 2
+    if settings.event_loop != "auto":
+        log.warning("--event-loop %s is ignored: the relay has one event loop", settings.event_loop)
     for line in config.describe(settings):
         log.info("setting %s", line)
     for line in format_rule_table(settings.rules).splitlines():
         log.info("rule %s", line)
     try:
-        with asyncio.Runner(loop_factory=loop_factory) as runner:
-            runner.run(runtime.serve())
+        eventloop.run(runtime.serve())
     except KeyboardInterrupt:
         pass  # a second Ctrl-C during shutdown
     finally:

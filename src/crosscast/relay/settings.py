@@ -328,7 +328,8 @@ def build_parser() -> _Parser:
         env_var="EVENT_LOOP",
         choices=("auto", "uvloop", "asyncio"),
         default="auto",
-        help="auto (default): uvloop when installed, else asyncio",
+        help="ignored (kept so that old configurations still start): the relay runs asyncio's "
+        "loop with epoll readers of its own",
     )
     p.option(
         ops,
