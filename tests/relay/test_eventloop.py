@@ -135,3 +135,29 @@ def test_a_reader_that_unwatches_another_ready_in_the_same_pass_skips_it() -> No
             for s in pair:
                 s.close()
     assert len(called) == 1
+
+
+def test_what_a_reader_schedules_runs_at_once_and_timers_keep_their_time() -> None:
+    a, b = socket.socketpair()
+    try:
+
+        async def main() -> tuple[float, float]:
+            loop = asyncio.get_running_loop()
+            woken = asyncio.Event()
+            eventloop.readers().watch(a.fileno(), lambda: a.recv(64) and woken.set())
+            start = loop.time()
+            loop.call_later(0.05, b.send, b"x")  # the reader runs in select(), sets the event
+            await woken.wait()  # no timer of asyncio's is due: only the event can wake this
+            waited = loop.time() - start
+            for _ in range(20):  # readers busy while a timer is due: it still fires on time
+                b.send(b"y")
+                await asyncio.sleep(0.005)
+            eventloop.readers().unwatch(a.fileno())
+            return waited, loop.time() - start - waited
+
+        waited, slept = eventloop.run(asyncio.wait_for(main(), 5))
+    finally:
+        a.close()
+        b.close()
+    assert waited >= 0.05  # (without `scheduled`, the wait would end only at wait_for's 5 s)
+    assert slept >= 20 * 0.005
