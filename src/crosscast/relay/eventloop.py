@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import selectors
-from time import monotonic
 from collections.abc import Callable, Coroutine
+from time import monotonic
 from typing import Any, TypeVar
 
 T = TypeVar("T")
