@@ -161,3 +161,27 @@ def test_what_a_reader_schedules_runs_at_once_and_timers_keep_their_time() -> No
         b.close()
     assert waited >= 0.05  # (without `scheduled`, the wait would end only at wait_for's 5 s)
     assert slept >= 20 * 0.005
+
+
+def test_asyncio_streams_run_on_it() -> None:
+    # The metrics listener's kind of traffic: a server, a client, readers and writers that
+    # asyncio registers, modifies and unregisters on the selector, on loopback.
+    async def main() -> bytes:
+        async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write((await reader.readline()) * 20000)  # more than one write's worth
+            await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"ping\n")
+        got = await reader.read()
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return got
+
+    assert eventloop.run(asyncio.wait_for(main(), 5)) == b"ping\n" * 20000
