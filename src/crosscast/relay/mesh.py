@@ -20,9 +20,10 @@ How it reads (issue 8):
   ring) while the relay is behind is dropped unread, counted as `mesh_late` at the cost of one
   receive, instead of being relayed late. "Behind" means the previous wake-up found a datagram
   that old too: a single late wake-up after a scheduling gap on a busy machine relays what it
-  finds. The relay catches up at once, and the socket's buffer (--rcvbuf) only has to hold a
-  burst. What the kernel itself drops when the buffer is full is read from SO_MEMINFO
-  (`mesh_socket_drops`).
+  finds, and drains (up to DRAIN_LIMIT) even when it would have read one datagram, since what
+  queued behind an old datagram is old too. The relay catches up at once, and the socket's
+  buffer (--rcvbuf) only has to hold a burst. What the kernel itself drops when the buffer is
+  full is read from SO_MEMINFO (`mesh_socket_drops`).
 
 How it writes: segmentation offload (UDP GSO, Linux 4.18). The datagrams one drain makes for a
 peer are mostly of one size (a BATCH fills the budget, a run of PARTs fills it exactly), and the
@@ -152,9 +153,10 @@ class MeshSocket:
         unpack = _TIMESPEC.unpack
         late = 0
         behind, stale = self._behind, False
-        for _ in range(DRAIN_LIMIT if busy else 1):
-            if len(out) >= DRAIN_LIMIT:
-                break  # a coalesced run can bring many at once
+        limit = DRAIN_LIMIT if busy else 1
+        for i in range(DRAIN_LIMIT):
+            if i >= limit or len(out) >= DRAIN_LIMIT:
+                break  # (a coalesced run can bring many at once)
             try:
                 data, ancillary, _flags, (host, _port) = recvmsg(MAX_DATAGRAM, _ANCILLARY)
             except BlockingIOError:
@@ -173,7 +175,8 @@ class MeshSocket:
                     segment = _INT.unpack(value)[0]
             run = 0 < segment < len(data)  # a coalesced run of datagrams of `segment` bytes
             if received < oldest:
-                stale = True
+                # A late wake-up: what queued behind this datagram waited as long, so drain.
+                stale, limit = True, DRAIN_LIMIT
                 if behind:
                     late += -(-len(data) // segment) if run else 1
                     continue
