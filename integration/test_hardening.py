@@ -185,9 +185,10 @@ def test_a_flooded_rule_delivers_its_limit_and_another_rule_loses_nothing(
     offered = sent / (end - start)
     duration = arrivals[-1] - arrivals[0] if arrivals else 0.0
     # Over the measured duration (kernel arrival times at the receiver) the bucket can pass its
-    # burst plus the rate; 10 ms of slack for the jitter between the relay's clock reading and
-    # the arrival (five frames at 500/s).
-    bound = BURST + RATE * (duration + 0.01)
+    # burst plus the rate; 20 ms of slack (ten frames at 500/s) for the jitter between the
+    # relay's clock reading and the arrival, at either end: on a loaded machine the relay is
+    # descheduled between the two for 10-17 ms now and then (one frame over a 10 ms slack).
+    bound = BURST + RATE * (duration + 0.02)
     print(f"\nflood offered {sent} frames in {end - start:.2f} s ({offered:,.0f}/s); "
           f"delivered {len(arrivals)} in {duration:.2f} s (bound {bound:.0f}); "
           f"steady delivered {len(got)}/100")  # fmt: skip

@@ -307,16 +307,18 @@ def test_an_old_wait_does_not_make_a_later_slot_skipped(rx: RxRing) -> None:
     assert rx.skipped == 0
 
 
-def test_an_old_frame_is_relayed_after_one_late_wake_up_and_dropped_when_behind(
-    rx: RxRing,
-) -> None:
+def test_an_old_frame_is_relayed_unless_the_reader_is_behind_a_backlog(rx: RxRing) -> None:
     write_slot(rx._map, SMALL, 0, frame_no(0), sec=100, nsec=0)
-    assert [f[0] for f in rx.drain(oldest=100.5)] == [frame_no(0)]  # woken late once
-    write_slot(rx._map, SMALL, 1, frame_no(1), sec=100, nsec=100)
-    write_slot(rx._map, SMALL, 2, frame_no(2), sec=100, nsec=600_000_000)
-    assert [f[0] for f in rx.drain(oldest=100.5)] == [frame_no(2)]  # still behind: dropped
+    assert [f[0] for f in rx.drain(oldest=100.5)] == [frame_no(0)]  # woken late, nothing after
+    write_slot(rx._map, SMALL, 1, frame_no(1), sec=100, nsec=0)
+    assert [f[0] for f in rx.drain(oldest=100.5)] == [frame_no(1)]  # late again: still relayed
+    write_slot(rx._map, SMALL, 2, frame_no(2), sec=100, nsec=0)
+    write_slot(rx._map, SMALL, 3, frame_no(3), sec=100, nsec=100)
+    write_slot(rx._map, SMALL, 4, frame_no(4), sec=100, nsec=600_000_000)
+    assert [f[0] for f in rx.drain(1, oldest=100.5)] == [frame_no(2)]  # late, and more ready
+    assert [f[0] for f in rx.drain(oldest=100.5)] == [frame_no(4)]  # behind: 3 dropped
     assert rx.late == 1
-    assert status_of(rx._map, SMALL, 1) == TP_STATUS_KERNEL
+    assert status_of(rx._map, SMALL, 3) == TP_STATUS_KERNEL
     assert rx.drain(oldest=100.5) == []  # caught up
-    write_slot(rx._map, SMALL, 3, frame_no(3), sec=100, nsec=0)
-    assert [f[0] for f in rx.drain(oldest=100.5)] == [frame_no(3)]  # late once more: relayed
+    write_slot(rx._map, SMALL, 5, frame_no(5), sec=100, nsec=0)
+    assert [f[0] for f in rx.drain(oldest=100.5)] == [frame_no(5)]  # late once more: relayed

@@ -316,7 +316,7 @@ def test_serve_says_ready_relays_what_arrives_and_stops_cleanly(
     line = next(m for m in messages if m.startswith(READY))
     assert line.startswith(f"{READY}: relay 00000000000000ab on eth0 (10.0.1.3); mesh crosscast")
     assert f"peers: {PEER}" in line
-    assert messages[-1] == "stopping"
+    assert messages[-1] == "stopping; counted since start: captured{eth0}=1 rule{snowsignal-out}=1"
     text = rt.metrics_text()
     assert "crosscast_peers 1.0\n" in text
     assert 'crosscast_captured_frames_total{interface="eth0"} 1.0' in text

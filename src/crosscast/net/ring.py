@@ -305,7 +305,7 @@ class RxRing(_Ring):
         self.skipped = 0  # slots given up on (see _gone)
         self.late = 0  # frames received before `oldest`, handed back unread
         self.bytes = 0  # of the frames drained
-        self._behind = False  # the last drain found a frame received before its `oldest`
+        self._behind = False  # the last drain found a frame older than `oldest`, and more after
         self._stalled = -1  # the slot the last drain stopped at while its successor was ready
 
     @classmethod
@@ -321,11 +321,12 @@ class RxRing(_Ring):
         Each frame is copied out and its slot handed back to the kernel at once; no system call.
         A frame the kernel received before `oldest` (seconds since the epoch, the clock of
         tp_sec/tp_nsec) has waited too long to be worth relaying: when the previous drain found
-        such a frame too (the reader is behind, not just woken late once after a scheduling
-        gap), its slot is handed back unread and it is counted in `late`. That bounds the
-        wait in time whatever the frame size and the relay's rate (a full ring is 512 frames
-        of work), and lets an overloaded relay catch up at the cost of a header read per
-        stale frame.
+        such a frame too and stopped at its limit with more ready (the reader is behind a
+        backlog, not just woken late after a scheduling gap), its slot is handed back unread
+        and it is counted in `late`. That bounds the wait in time whatever the frame size and
+        the relay's rate (a full ring is 512 frames of work), and lets an overloaded relay
+        catch up at the cost of a header read per stale frame; a reader that keeps up, however
+        late it is woken, loses nothing.
         """
         m = self._map
         unpack = HEADER.unpack_from
@@ -337,12 +338,13 @@ class RxRing(_Ring):
         out: list[RxFrame] = []
         append = out.append
         nbytes = 0
-        behind, stale = self._behind, False
+        behind, stale, caught_up = self._behind, False, False
         for _ in range(limit or count):
             off = i * size
             status, length, snaplen, mac, _net, sec, nsec, tci, _tpid, pkttype = unpack(m, off)
             if not status & TP_STATUS_USER:
                 if not self._gone(i, stalled):
+                    caught_up = True
                     break
                 self.skipped += 1
                 i = i + 1 if i + 1 < count else 0
@@ -364,7 +366,7 @@ class RxRing(_Ring):
                 i = 0
         self._next = i
         self.bytes += nbytes
-        self._behind = stale
+        self._behind = stale and not caught_up
         return out
 
     def _gone(self, i: int, stalled: int) -> bool:

@@ -19,10 +19,11 @@ How it reads (issue 8):
   kernel received it, and one that waited longer than MAX_WAIT (shared with the capture's
   ring) while the relay is behind is dropped unread, counted as `mesh_late` at the cost of one
   receive, instead of being relayed late. "Behind" means the previous wake-up found a datagram
-  that old too: a single late wake-up after a scheduling gap on a busy machine relays what it
-  finds, and drains (up to DRAIN_LIMIT) even when it would have read one datagram, since what
-  queued behind an old datagram is old too. The relay catches up at once, and the socket's
-  buffer (--rcvbuf) only has to hold a burst. What the kernel itself drops when the buffer is
+  that old too and left more queued (it stopped at DRAIN_LIMIT): a late wake-up after a
+  scheduling gap on a busy machine relays what it finds, however often that happens, and
+  drains (up to DRAIN_LIMIT) even when it would have read one datagram, since what queued
+  behind an old datagram is old too. The relay catches up at once, and the socket's buffer
+  (--rcvbuf) only has to hold a burst. What the kernel itself drops when the buffer is
   full is read from SO_MEMINFO (`mesh_socket_drops`).
 
 How it writes: segmentation offload (UDP GSO, Linux 4.18). The datagrams one drain makes for a
@@ -140,7 +141,7 @@ class MeshSocket:
         self.counters: Counter[tuple[str, ...]] = Counter()
         self._woke = float("-inf")  # when the previous receive() ran
         self._drops = 0  # sk_drops already counted
-        self._behind = False  # the last wake-up found a datagram older than max_wait
+        self._behind = False  # the last wake-up found a datagram older than max_wait, and more
 
     def receive(self) -> list[tuple[bytes, str]]:
         """The datagrams of one wake-up (see the module docstring): (data, sender address)."""
@@ -152,7 +153,7 @@ class MeshSocket:
         recvmsg = self.sock.recvmsg
         unpack = _TIMESPEC.unpack
         late = 0
-        behind, stale = self._behind, False
+        behind, stale, caught_up = self._behind, False, False
         limit = DRAIN_LIMIT if busy else 1
         for i in range(DRAIN_LIMIT):
             if i >= limit or len(out) >= DRAIN_LIMIT:
@@ -160,6 +161,7 @@ class MeshSocket:
             try:
                 data, ancillary, _flags, (host, _port) = recvmsg(MAX_DATAGRAM, _ANCILLARY)
             except BlockingIOError:
+                caught_up = True
                 break
             except OSError:
                 # An ICMP error for an earlier send (peer gone) surfaces on the next receive; it
@@ -184,7 +186,7 @@ class MeshSocket:
                 out.extend((data[k : k + segment], host) for k in range(0, len(data), segment))
             else:
                 out.append((data, host))
-        self._behind = stale
+        self._behind = stale and not caught_up
         if late:
             self.counters["mesh_late",] += late
         return out

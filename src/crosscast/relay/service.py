@@ -514,16 +514,21 @@ class Runtime:
             return False, "not running: " + ", ".join(sorted(self.down))
         return True, "ok"
 
-    def snapshot(self) -> metrics.Snapshot:
-        """What /metrics exports, copied from the counters only when it is scraped."""
-        from crosscast.relay import metrics
-
+    def totals(self) -> Counter[tuple[str, ...]]:
+        """Every counter of the relay, the engine's, the decoder's and the mesh socket's."""
         counters: Counter[tuple[str, ...]] = Counter(self.counters)
         counters.update(self.relay.counters)
         if self.decoder is not None:
             counters.update(self.decoder.counts)
         if self.mesh is not None:
             counters.update(self.mesh.counters)
+        return counters
+
+    def snapshot(self) -> metrics.Snapshot:
+        """What /metrics exports, copied from the counters only when it is scraped."""
+        from crosscast.relay import metrics
+
+        counters = self.totals()
         now = self.clock()
         peers = {
             p: (now - self.heard[p]) if p in self.heard else None for p in self.discovery.peers
@@ -580,7 +585,8 @@ class Runtime:
             if self.settings.metrics_port:
                 tasks.append(tg.create_task(self._supervise("metrics", self._serve_metrics)))
             await stop.wait()
-            log.info("stopping")
+            self._count_kernel_drops()
+            log.info("stopping; counted since start: %s", _summary(self.totals()))
             self.notifier.stopping()
             for task in tasks:
                 task.cancel()
@@ -599,6 +605,16 @@ class Runtime:
 def _same(a: Rule, b: Rule) -> bool:
     """Whether two versions of a rule differ in nothing but where they were read from."""
     return dataclasses.replace(a, origin="") == dataclasses.replace(b, origin="")
+
+
+def _summary(counters: Counter[tuple[str, ...]]) -> str:
+    """`kind{label,...}=n` for every non-zero counter, in key order: the numbers an operator
+    (or a failed test) reads at shutdown without a metrics scrape."""
+    items = sorted((tuple(map(str, key)), n) for key, n in counters.items() if n)
+    return (
+        " ".join(k[0] + (f"{{{','.join(k[1:])}}}" if k[1:] else "") + f"={n}" for k, n in items)
+        or "nothing"
+    )
 
 
 def errno_name(e: OSError) -> str:
