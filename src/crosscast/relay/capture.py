@@ -62,10 +62,12 @@ SIOCGIFMTU = 0x8921  # linux/sockios.h
 DRAIN_LIMIT = 256  # frames per wake-up before yielding to the other sockets
 # Seconds a frame may wait in a receive queue (the capture's ring, the mesh socket) before the
 # relay drops it unread instead of relaying it late: when it cannot keep up, it drops (counted)
-# rather than queueing. 10 ms is the usable-rate bound of issue 8 (p99 <= 10 ms): a frame that
-# old counts against the rate anyway, while a tighter bound would turn every scheduling gap of
-# a busy machine into loss. Mesh mode has two such queues in a row, but only one is the
-# bottleneck at a time (the receiver for batched small frames, the sender for large ones).
+# rather than queueing. Only then: a frame that old is dropped when the reader is behind a
+# backlog (the previous wake-up found one that old too and stopped at its limit), so a late
+# wake-up on a busy machine, however often, loses nothing. 10 ms is the usable-rate bound of
+# issue 8 (p99 <= 10 ms): a frame that old counts against the rate anyway. Mesh mode has two
+# such queues in a row, but only one is the bottleneck at a time (the receiver for batched small
+# frames, the sender for large ones).
 MAX_WAIT = 0.010
 RING_BYTES = DEFAULT_RX_GEOMETRY.size  # 1 MiB: 512 slots for a 1500-byte MTU
 # An interface no rule captures on (egress only) still captures segment probes, a few frames a
