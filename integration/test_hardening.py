@@ -352,6 +352,35 @@ def test_sighup_reloads_a_changed_rules_file_and_refuses_a_broken_one(
     assert "99999" in refused[0]
 
 
+# -- late wake-ups ----------------------------------------------------------------------------
+
+
+def test_a_relay_woken_late_again_and_again_relays_every_frame(
+    vlans: lab.RoutedVlans, sockets: Sockets, tmp_path: Path
+) -> None:
+    # A busy machine that runs the relay late, frame after frame, at a low rate (a GPS fix, a
+    # discovery): each frame waits in the ring longer than the 10 ms bound, but nothing queues
+    # behind it, so each is relayed. (Dropping them as "late" is for a relay behind a backlog.)
+    r = relay(vlans, tmp_path, *lab.rule_args("late from br1 to br2 port 9500"))
+    try:
+        listener = sockets.udp(vlans.hosts[2][0].ns, 9500)
+        assert lab.send_until_received(sender(vlans, 1, 9500), listener, token("warm"))
+        tag = token("late")
+        for n in range(5):
+            r.proc.send_signal(signal.SIGSTOP)
+            try:
+                sender(vlans, 1, 9500)(tag + b"#%d" % n)
+                time.sleep(0.03)  # the frame waits in the ring for 30 ms or more
+            finally:
+                r.proc.send_signal(signal.SIGCONT)
+            time.sleep(0.05)
+        got = sorted(d for d, _ in lab.collect(listener, 1.0) if d.startswith(tag))
+    finally:
+        r.stop()
+    assert got == [tag + b"#%d" % n for n in range(5)], r.tail()
+    assert "capture_late" not in r.text()
+
+
 # -- a renumbered segment ----------------------------------------------------------------------
 
 
