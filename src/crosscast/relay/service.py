@@ -384,7 +384,7 @@ class Runtime:
         self.ports[name] = port
         self._watch_port(port)
         if old is not None:
-            eventloop.readers().unwatch(old.sock.fileno())
+            self._unwatch_port(old)
             # What it queued before the new one opened (a few drains' worth), then close.
             for _ in range(SWAP_DRAINS):
                 self.on_port_readable(old)
@@ -445,7 +445,7 @@ class Runtime:
             self._swap_port(name, port)
         for name in set(self.ports) - set(new.interfaces):
             old = self.ports.pop(name)
-            eventloop.readers().unwatch(old.sock.fileno())
+            self._unwatch_port(old)
             old.close()
             self._port_args.pop(name, None)
             self.relay.remove_interface(name)
@@ -479,7 +479,7 @@ class Runtime:
         return True
 
     def _close_port(self, port: CapturePort) -> None:
-        eventloop.readers().unwatch(port.sock.fileno())
+        self._unwatch_port(port)
         port.close()
         del self.ports[port.name]
         self.down.add(f"capture {port.name}")
@@ -501,6 +501,9 @@ class Runtime:
         eventloop.readers().watch(
             port.sock.fileno(), functools.partial(self.on_port_readable, port)
         )
+
+    def _unwatch_port(self, port: CapturePort) -> None:
+        eventloop.readers().unwatch(port.sock.fileno())
 
     async def _serve_metrics(self) -> None:
         port = self.settings.metrics_port
@@ -591,7 +594,7 @@ class Runtime:
             for task in tasks:
                 task.cancel()
         for port in self.ports.values():
-            readers.unwatch(port.sock.fileno())
+            self._unwatch_port(port)
         if self.mesh is not None:
             readers.unwatch(self.mesh.sock.fileno())
         if self.watch is not None:  # opened by serve, so closed here
@@ -610,11 +613,13 @@ def _same(a: Rule, b: Rule) -> bool:
 def _summary(counters: Counter[tuple[str, ...]]) -> str:
     """`kind{label,...}=n` for every non-zero counter, in key order: the numbers an operator
     (or a failed test) reads at shutdown without a metrics scrape."""
+
+    def name(key: tuple[str, ...]) -> str:
+        kind, *labels = key
+        return f"{kind}{{{','.join(labels)}}}" if labels else kind
+
     items = sorted((tuple(map(str, key)), n) for key, n in counters.items() if n)
-    return (
-        " ".join(k[0] + (f"{{{','.join(k[1:])}}}" if k[1:] else "") + f"={n}" for k, n in items)
-        or "nothing"
-    )
+    return " ".join(f"{name(key)}={n}" for key, n in items) or "nothing"
 
 
 def errno_name(e: OSError) -> str:
