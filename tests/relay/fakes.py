@@ -134,6 +134,7 @@ class FakeHost:
     indexes: dict[str, int] = field(default_factory=dict)
     fail_mesh: bool = False
     watch: FakeWatch | None = None
+    slices: list[int] = field(default_factory=list)  # request_slice's requests, in ns
 
     def interfaces(self) -> list[str]:
         return list(self.nics) if self.names is None else list(self.names)
@@ -181,3 +182,7 @@ class FakeHost:
     def open_address_watch(self) -> FakeWatch:
         self.watch = FakeWatch()
         return self.watch
+
+    def request_slice(self, ns: int) -> str:
+        self.slices.append(ns)
+        return f"{ns / 1e6:g} ms"

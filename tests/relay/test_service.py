@@ -317,9 +317,20 @@ def test_serve_says_ready_relays_what_arrives_and_stops_cleanly(
     assert line.startswith(f"{READY}: relay 00000000000000ab on eth0 (10.0.1.3); mesh crosscast")
     assert f"peers: {PEER}" in line
     assert messages[-1] == "stopping; counted since start: captured{eth0}=1 rule{snowsignal-out}=1"
+    assert h.slices == [100_000]  # --scheduler-slice's default, 100 µs
+    assert "scheduler slice: 0.1 ms" in messages
     text = rt.metrics_text()
     assert "crosscast_peers 1.0\n" in text
     assert 'crosscast_captured_frames_total{interface="eth0"} 1.0' in text
+
+
+def test_a_scheduler_slice_of_0_asks_the_kernel_for_nothing() -> None:
+    h = host(dns=FakeResolver())
+    rt = service.Runtime(settings(*MESH_RELAY, "--scheduler-slice", "0"), h, clock=time.time)
+    stop = asyncio.Event()
+    stop.set()
+    eventloop.run(asyncio.wait_for(rt.serve(stop), 10))
+    assert h.slices == []
 
 
 def test_every_counter_the_service_keeps_has_a_metric() -> None:

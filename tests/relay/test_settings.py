@@ -93,6 +93,8 @@ def test_rules_file(tmp_path: Path) -> None:
         (["-b", "70000"], {}, "out of range"),
         (["--mesh-format", "carrier-pigeon"], {}, "invalid choice"),
         ([], {"BDCAST_PORT": "many"}, "invalid"),
+        (["--scheduler-slice", "50"], {}, "scheduler slice 50 us is out of range 100-100000"),
+        ([], {"SCHEDULER_SLICE": "200000"}, "out of range 100-100000 (or 0 for the kernel's)"),
     ],
 )
 def test_bad_configuration_is_one_line(argv: list[str], env: dict[str, str], message: str) -> None:
@@ -113,6 +115,12 @@ def test_rules_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
     assert e.value.problems == [
         f"rules file {path} is not UTF-8 text (invalid start byte at byte 12)"
     ]
+
+
+def test_the_scheduler_slice_is_the_shortest_unless_set() -> None:
+    assert load().scheduler_slice == 100
+    assert load(SCHEDULER_SLICE="0").scheduler_slice == 0  # the kernel's default
+    assert load("--scheduler-slice", "3000").scheduler_slice == 3000
 
 
 def test_secret_with_snowsignal_format_is_refused(tmp_path: Path) -> None:
@@ -155,6 +163,7 @@ def test_env_vars_are_every_variable_the_relay_reads() -> None:
         "RCVBUF",
         "RULES",
         "RULES_FILE",
+        "SCHEDULER_SLICE",
         "SERVICENAME",
         "TARGET_INTERFACE",
         "WAIT_FOR_INTERFACES",

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from crosscast.net.bpf import Instruction
-from crosscast.relay import capture
+from crosscast.relay import capture, sched
 from crosscast.relay.addrwatch import AddressWatch
 from crosscast.relay.discovery import DnsResolver, Resolver
 from crosscast.relay.engine import Captured, Interface
@@ -110,6 +110,10 @@ class Host(Protocol):
         service then notices them on its periodic interface check)."""
         ...
 
+    def request_slice(self, ns: int) -> str:
+        """Ask the CPU scheduler for a time slice of `ns` for this thread; what came of it."""
+        ...
+
 
 class SystemHost:
     """The real machine: ioctls and AF_PACKET sockets (capture.py), the mesh socket, DNS."""
@@ -150,3 +154,6 @@ class SystemHost:
             return AddressWatch()
         except OSError:
             return None
+
+    def request_slice(self, ns: int) -> str:
+        return sched.request_slice(ns)

@@ -65,6 +65,7 @@ RESTART_ONLY = (
     ("rcvbuf", "receive buffer"),
     ("egress_rate", "egress rate"),
     ("mesh_mtu", "mesh MTU"),
+    ("scheduler_slice", "scheduler slice"),
     ("log_level", "log level"),
     ("discovery_interval", "discovery interval"),
 )
@@ -561,6 +562,9 @@ class Runtime:
         if self.mesh is not None:
             readers.watch(self.mesh.sock.fileno(), self.on_mesh_readable)
             await self.discovery.refresh()
+        if self.settings.scheduler_slice:  # µs; see relay/sched.py
+            slice_ = self.host.request_slice(self.settings.scheduler_slice * 1000)
+            log.info("scheduler slice: %s", slice_)
         ports = ", ".join(
             f"{p.name} ({_ip(self.relay.interfaces[p.name].address)})" for p in self.ports.values()
         )

@@ -44,6 +44,9 @@ DEFAULT_RCVBUF = 256 * 1024
 # take without IP fragmentation of its own (see relay/fragments.py for what happens above it).
 DEFAULT_MESH_MTU = 1500
 MESH_MTU_MIN = 576  # RFC 791: every IPv4 host must accept datagrams of 576 bytes
+# The CPU time slice the relay asks the kernel for, in µs (relay/sched.py): its shortest.
+DEFAULT_SCHEDULER_SLICE = 100
+SCHEDULER_SLICE_RANGE = (100, 100_000)  # what the kernel allows; 0 = keep the kernel's
 
 
 class SettingsError(ValueError):
@@ -70,6 +73,7 @@ class RelaySettings:
     event_loop: str = "auto"
     egress_rate: int = DEFAULT_EGRESS_RATE  # frames per second per egress interface; 0 = off
     mesh_mtu: int = DEFAULT_MESH_MTU
+    scheduler_slice: int = DEFAULT_SCHEDULER_SLICE  # µs; 0 = the kernel's default
     wait_for_interfaces: bool = False
     decode_pvaccess: bool = False
     log_format: str = "plain"
@@ -104,6 +108,16 @@ def _port(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port {value} is out of range 1-65535")
+    return value
+
+
+def _scheduler_slice(text: str) -> int:
+    value = int(text)
+    low, high = SCHEDULER_SLICE_RANGE
+    if value and not low <= value <= high:
+        raise argparse.ArgumentTypeError(
+            f"scheduler slice {value} us is out of range {low}-{high} (or 0 for the kernel's)"
+        )
     return value
 
 
@@ -343,6 +357,17 @@ def build_parser() -> _Parser:
     )
     p.option(
         ops,
+        "--scheduler-slice",
+        env_var="SCHEDULER_SLICE",
+        type=_scheduler_slice,
+        default=DEFAULT_SCHEDULER_SLICE,
+        metavar="MICROSECONDS",
+        help="CPU time slice to ask the kernel for (Linux 6.12+): a short one lets a woken "
+        f"relay run before the tasks it would queue behind (default: {DEFAULT_SCHEDULER_SLICE}, "
+        "the shortest; 0 = the kernel's default)",
+    )
+    p.option(
+        ops,
         "--wait-for-interfaces",
         env_var="WAIT_FOR_INTERFACES",
         action="store_true",
@@ -482,6 +507,7 @@ def load(
         event_loop=ns.event_loop,
         egress_rate=ns.egress_rate,
         mesh_mtu=ns.mesh_mtu,
+        scheduler_slice=ns.scheduler_slice,
         wait_for_interfaces=ns.wait_for_interfaces,
         decode_pvaccess=ns.decode_pvaccess,
         log_format=ns.log_format,
@@ -539,6 +565,11 @@ def setting_rows(settings: RelaySettings) -> list[tuple[str, str, str]]:
             src("egress_rate"),
         ),
         ("mesh mtu", f"{settings.mesh_mtu} bytes", src("mesh_mtu")),
+        (
+            "scheduler slice",
+            f"{settings.scheduler_slice} us" if settings.scheduler_slice else "the kernel's",
+            src("scheduler_slice"),
+        ),
         (
             "missing interfaces",
             "wait for them" if settings.wait_for_interfaces else "fail at start-up",
