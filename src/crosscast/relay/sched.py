@@ -46,9 +46,12 @@ def request_slice(ns: int) -> str:
     numbers = _SYSCALLS.get(platform.machine())
     if numbers is None:
         return f"kept the kernel's (no sched_setattr number known for {platform.machine()})"
-    import ctypes  # only here: 0.7 MB of RSS, for one call at start-up
+    try:
+        import ctypes  # only here: 0.7 MB of RSS, for one call at start-up
 
-    libc = ctypes.CDLL(None, use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
+    except (ImportError, OSError) as e:  # a Python built without ctypes, a libc it cannot load
+        return f"kept the kernel's (no ctypes: {e})"
     set_nr, get_nr = numbers
     buf = ctypes.create_string_buffer(_ATTR.size)
     if libc.syscall(get_nr, 0, buf, _ATTR.size, 0) != 0:
