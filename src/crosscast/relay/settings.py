@@ -41,7 +41,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # A capture with an RX ring is bounded by the ring, not by this.
 DEFAULT_RCVBUF = 256 * 1024
 # The underlay path MTU of the mesh: what one mesh datagram (IP + UDP + envelope + frame) may
-# take without IP fragmentation of its own (see relay/fragments.py for what happens above it).
+# take without IP fragmentation of its own (see relay/envelope.py: larger frames go as PARTs).
 DEFAULT_MESH_MTU = 1500
 MESH_MTU_MIN = 576  # RFC 791: every IPv4 host must accept datagrams of 576 bytes
 # The CPU time slice the relay asks the kernel for, in µs (relay/sched.py): its shortest.
@@ -282,8 +282,8 @@ def build_parser() -> _Parser:
         type=_mesh_mtu,
         default=DEFAULT_MESH_MTU,
         metavar="BYTES",
-        help="path MTU between relays: larger frames are sent as IPv4 fragments that fit "
-        f"(default: {DEFAULT_MESH_MTU})",
+        help="path MTU between relays: a frame too large for one mesh datagram is cut into "
+        f"parts that fit, so no datagram needs IP fragmentation (default: {DEFAULT_MESH_MTU})",
     )
     rules = p.add_argument_group("forwarding rules (replace the SnowSignal pair when given)")
     p.option(
