@@ -64,6 +64,14 @@ def test_router_mode_relays_frames_with_latencies(bench_json: dict[str, object])
     assert isinstance(row["p50_us"], float)
     assert 0 < row["p50_us"] <= row["p99_us"] <= row["max_us"]  # type: ignore[operator]
     assert row["rss_mb"], "the relay's RSS was not measured"
+    # At 1,000 pps a relay waits about once per frame (a drain finds one frame); never zero,
+    # and a few timers a second add next to nothing.
+    waits, preempted = row["waits_1k"], row["preemptions_1k"]
+    assert isinstance(waits, list)
+    assert isinstance(preempted, list)
+    assert len(waits) == len(preempted) == 1
+    assert 0.2 <= waits[0] <= 3
+    assert 0 <= preempted[0] <= 3
 
 
 def test_json_has_every_section(bench_json: dict[str, object]) -> None:

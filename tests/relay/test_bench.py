@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 from array import array
 from pathlib import Path
 
@@ -252,7 +253,8 @@ def _runs() -> list[list[SizeResult]]:
     relay = {"cpu_us_1k": (20.0,), "cpu_us_max": (6.0,), "rss_mb": (20.0,),
              "overload": over, "rss_mb_overload": (21.0,), "survived": True}  # fmt: skip
     mesh = {**relay, "cpu_us_1k": (25.0, 26.0), "rss_mb": (20.0, 20.0),
-            "rss_mb_overload": (20.5, 30.0)}  # fmt: skip
+            "rss_mb_overload": (20.5, 30.0), "waits_1k": (1.0, 0.99),
+            "preemptions_1k": (0.51, 0.0)}  # fmt: skip
     return [
         [
             _result(KERNEL, 64, 100_000, 10.0),
@@ -275,6 +277,8 @@ def test_rows_are_the_median_of_the_runs() -> None:
     assert rows[ROUTER].p50_us == 40.0
     assert rows[ROUTER].runs == 2
     assert rows[MESH].cpu_us_1k == (25.0, 26.0)
+    assert rows[MESH].waits_1k == (1.0, 0.99)
+    assert rows[MESH].preemptions_1k == (0.51, 0.0)
 
 
 def test_ratios_are_against_snowsignal_and_the_kernel_path_of_the_same_size() -> None:
@@ -317,6 +321,10 @@ def test_table_has_a_line_per_row_with_the_usable_max_and_ratios() -> None:
     assert "21.0k" in router
     assert "40/80/120/160" in router
     assert "4.20x" in router  # max vs SnowSignal
+    column = re.split(r"\s{2,}", lines[0]).index("waits/preempted per frame @1k")
+    mesh = next(line for line in lines if line.startswith("crosscast, mesh A+B"))
+    assert re.split(r"\s{2,}", mesh)[column] == "1.00/0.51 + 0.99/0.00"  # per relay
+    assert re.split(r"\s{2,}", router)[column] == "-"  # not measured
 
 
 def test_targets_render_one_line_each_with_their_mark() -> None:

@@ -280,12 +280,21 @@ class Trial:
     cpu_seconds: tuple[float | None, ...]
     rss_mb: tuple[float | None, ...]
     alive: bool
+    switches: tuple[tuple[int, int] | None, ...] = ()  # (voluntary, involuntary) per relay
 
     def cpu_us_per_frame(self) -> tuple[float, ...]:
         frames = self.delivery.unique
         if not frames or any(c is None for c in self.cpu_seconds):
             return ()
         return tuple(c * 1e6 / frames for c in self.cpu_seconds if c is not None)
+
+    def switches_per_frame(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(waits, preemptions) per delivered frame, per relay; () for both if one exited."""
+        frames = self.delivery.unique
+        if not frames or not self.switches or any(s is None for s in self.switches):
+            return (), ()
+        counts = [s for s in self.switches if s is not None]
+        return tuple(v / frames for v, _ in counts), tuple(i / frames for _, i in counts)
 
 
 def _delta(
@@ -333,12 +342,12 @@ class Bench:
         run_id = next(self._ids) & 0xFFFF_FFFF
         records = self.bed.workdir / "records.bin"
         running.sink.ask(f"start {run_id}")
-        cpu0 = running.cpu()
+        cpu0, sw0 = running.cpu(), running.switches()
         sent = running.generator.ask(
             f"run {run_id} {rate} {seconds} {size}", timeout=seconds * 5 + testbed.ANSWER_TIMEOUT
         )
         time.sleep(settle)
-        cpu1, rss = running.cpu(), running.rss()
+        cpu1, rss, sw1 = running.cpu(), running.rss(), running.switches()
         stopped = running.sink.ask(f"stop {records}")
         seqs, latencies = sink.read_records(records)
         delivery = analyse(
@@ -350,7 +359,11 @@ class Bench:
             int(stopped["socket_drops"]),
         )
         alive = all(r.alive() for r in running.relays)
-        return Trial(delivery, _delta(cpu1, cpu0), tuple(rss), alive)
+        switches = tuple(
+            None if a is None or b is None else (a[0] - b[0], a[1] - b[1])
+            for a, b in zip(sw1, sw0, strict=True)
+        )
+        return Trial(delivery, _delta(cpu1, cpu0), tuple(rss), alive, switches)
 
     def warm_up(self, running: testbed.Running) -> None:
         """Send until frames cross (ARP, peer discovery, SnowSignal's start-up), then a bit more."""
@@ -410,6 +423,8 @@ class Bench:
             search=tuple(trials),
             latency=lat.delivery,
             cpu_us_1k=lat.cpu_us_per_frame(),
+            waits_1k=lat.switches_per_frame()[0],
+            preemptions_1k=lat.switches_per_frame()[1],
             cpu_us_max=best.cpu_us_per_frame() if best else (),
             rss_mb=tuple(v for v in lat.rss_mb if v is not None),
         )

@@ -45,6 +45,8 @@ class SizeResult:
     search: tuple[Delivery, ...]
     latency: Delivery | None  # the trial at 1,000 pps
     cpu_us_1k: tuple[float, ...] = ()  # CPU per delivered frame, per relay process
+    waits_1k: tuple[float, ...] = ()  # voluntary context switches (wake-ups) per frame, per relay
+    preemptions_1k: tuple[float, ...] = ()  # involuntary ones (preempted) per frame, per relay
     cpu_us_max: tuple[float, ...] = ()  # the same at the usable max
     rss_mb: tuple[float, ...] = ()  # per relay, after the 1,000 pps trial
     overload: Delivery | None = None  # offered 2x max_pps
@@ -69,6 +71,8 @@ class Row:
     duplicates_1k: float | None
     reordered_1k: float | None
     cpu_us_1k: tuple[float | None, ...]
+    waits_1k: tuple[float | None, ...]
+    preemptions_1k: tuple[float | None, ...]
     cpu_us_max: tuple[float | None, ...]
     rss_mb: tuple[float | None, ...]
     rss_mb_overload: tuple[float | None, ...]
@@ -106,6 +110,8 @@ def summarise(results: Sequence[SizeResult]) -> Row:
         duplicates_1k=median(d.duplicates if d else None for d in lat),
         reordered_1k=median(d.reordered if d else None for d in lat),
         cpu_us_1k=_per_relay([r.cpu_us_1k for r in results]),
+        waits_1k=_per_relay([r.waits_1k for r in results]),
+        preemptions_1k=_per_relay([r.preemptions_1k for r in results]),
         cpu_us_max=_per_relay([r.cpu_us_max for r in results]),
         rss_mb=_per_relay([r.rss_mb for r in results]),
         rss_mb_overload=_per_relay([r.rss_mb_overload for r in results]),
@@ -274,6 +280,12 @@ def _x(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}x"
 
 
+def _switches(r: Row) -> str:
+    """Per relay, its waits (each ended by a wake-up) / preemptions per frame: `1.00/0.51`."""
+    pairs = zip(r.waits_1k, r.preemptions_1k, strict=True)
+    return " + ".join(f"{_num(w, '{:.2f}')}/{_num(p, '{:.2f}')}" for w, p in pairs) or "-"
+
+
 def render_table(rows: Sequence[Row]) -> str:
     """The terminal table: one line per (system, size), then the ratios."""
     header = (
@@ -283,6 +295,7 @@ def render_table(rows: Sequence[Row]) -> str:
         "p50/p90/p99/max us @1k",
         "loss/dup/reord @1k",
         "CPU us/frame @1k | @max",
+        "waits/preempted per frame @1k",
         "RSS MB",
         "overload: offered -> delivered, p99",
         "max vs SS | kernel",
@@ -314,6 +327,7 @@ def render_table(rows: Sequence[Row]) -> str:
                 lat,
                 quality,
                 cpu if r.cpu_us_1k else "-",
+                _switches(r),
                 _list(r.rss_mb, "{:.1f}"),
                 overload,
                 f"{_x(x.max_vs_snowsignal)} | {_x(x.max_vs_kernel)}",

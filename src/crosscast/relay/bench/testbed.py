@@ -156,6 +156,25 @@ class Relay:
             return None
         return total / 1e9
 
+    def switches(self) -> tuple[int, int] | None:
+        """Context switches so far, all threads: (voluntary, involuntary), None once the relay
+        exited. A voluntary one is a wait, which a wake-up ends; an involuntary one is a
+        preemption (/proc/PID/task/*/status)."""
+        if not self.alive():
+            return None
+        waits = preempted = 0
+        try:
+            for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+                with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+                    for line in (task / "status").read_text().splitlines():
+                        if line.startswith("voluntary_ctxt_switches:"):
+                            waits += int(line.split()[1])
+                        elif line.startswith("nonvoluntary_ctxt_switches:"):
+                            preempted += int(line.split()[1])
+        except FileNotFoundError:
+            return None
+        return waits, preempted
+
     def rss_mb(self) -> float | None:
         """Resident set size now (VmRSS of /proc/PID/status; None once the relay exited)."""
         if not self.alive():
@@ -191,6 +210,9 @@ class Running:
 
     def rss(self) -> list[float | None]:
         return [r.rss_mb() for r in self.relays]
+
+    def switches(self) -> list[tuple[int, int] | None]:
+        return [r.switches() for r in self.relays]
 
 
 def _fit_overlay_mtu(overlay: lab.SwarmOverlay) -> None:
