@@ -415,6 +415,7 @@ class Bench:
         search, trials, best = self.search(running, size, where)
         self.progress.status(f"{where}: latency at {LATENCY_RATE:,} pps")
         lat = self._trial(running, size, LATENCY_RATE, plan.latency_seconds, plan.settle_seconds)
+        waits, preemptions = lat.switches_per_frame()
         result = SizeResult(
             system=system,
             size=size,
@@ -423,8 +424,8 @@ class Bench:
             search=tuple(trials),
             latency=lat.delivery,
             cpu_us_1k=lat.cpu_us_per_frame(),
-            waits_1k=lat.switches_per_frame()[0],
-            preemptions_1k=lat.switches_per_frame()[1],
+            waits_1k=waits,
+            preemptions_1k=preemptions,
             cpu_us_max=best.cpu_us_per_frame() if best else (),
             rss_mb=tuple(v for v in lat.rss_mb if v is not None),
         )

@@ -145,35 +145,37 @@ class Relay:
         user + system times, which count in clock ticks (10 ms): over a 3-second trial at
         1,000 pps a tick is 3 µs per frame, as coarse as the figure being measured.
         """
-        if not self.alive():
-            return None
-        total = 0
-        try:
-            for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
-                with contextlib.suppress(FileNotFoundError):  # a thread that just ended
-                    total += int((task / "schedstat").read_text().split()[0])
-        except FileNotFoundError:
-            return None
-        return total / 1e9
+        texts = self._per_thread("schedstat")
+        return None if texts is None else sum(int(t.split()[0]) for t in texts) / 1e9
 
     def switches(self) -> tuple[int, int] | None:
         """Context switches so far, all threads: (voluntary, involuntary), None once the relay
         exited. A voluntary one is a wait, which a wake-up ends; an involuntary one is a
         preemption (/proc/PID/task/*/status)."""
-        if not self.alive():
+        texts = self._per_thread("status")
+        if texts is None:
             return None
         waits = preempted = 0
+        for text in texts:
+            for line in text.splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    waits += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches:"):
+                    preempted += int(line.split()[1])
+        return waits, preempted
+
+    def _per_thread(self, name: str) -> list[str] | None:
+        """/proc/PID/task/*/`name` of every thread; None once the relay exited."""
+        if not self.alive():
+            return None
+        texts = []
         try:
             for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
                 with contextlib.suppress(FileNotFoundError):  # a thread that just ended
-                    for line in (task / "status").read_text().splitlines():
-                        if line.startswith("voluntary_ctxt_switches:"):
-                            waits += int(line.split()[1])
-                        elif line.startswith("nonvoluntary_ctxt_switches:"):
-                            preempted += int(line.split()[1])
+                    texts.append((task / name).read_text())
         except FileNotFoundError:
             return None
-        return waits, preempted
+        return texts
 
     def rss_mb(self) -> float | None:
         """Resident set size now (VmRSS of /proc/PID/status; None once the relay exited)."""
