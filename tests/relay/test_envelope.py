@@ -113,6 +113,17 @@ def test_round_trip_of_a_probe_with_an_empty_body() -> None:
     assert codec.decode(codec.encode(env), NOW) == env
 
 
+@pytest.mark.parametrize("length", [1, 32, 64, 65, 200])
+def test_the_tag_is_hmac_sha256_of_header_and_body(length: int) -> None:
+    # RFC 2104 as the standard library computes it; a secret longer than SHA-256's 64-byte
+    # block is hashed first.
+    import hmac
+
+    secret = bytes(range(256))[:length]
+    data = CrosscastCodec(secret).encode(envelope())
+    assert data[-TAG_LEN:] == hmac.digest(secret, data[:-TAG_LEN], "sha256")
+
+
 def test_header_is_32_bytes_and_tag_is_appended_only_with_a_secret() -> None:
     env = envelope()
     assert HEADER_LEN == 32

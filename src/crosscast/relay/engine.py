@@ -493,7 +493,7 @@ class Relay:
                                     frames.append((whole, from_self, False))
                             else:
                                 frames.append((entry, from_self, False))
-                        if cut:
+                        if cut and (self._parts.overflowed or self._parts.contradicted):
                             self._count_part_drops()
                 elif magic == SNOWSIGNAL_MAGIC and not self.codec.authenticated:
                     # SnowSignal forwards a frame exactly as its kernel captured it, with the

@@ -226,6 +226,8 @@ def pack(frames: list[bytes], budget: int, next_id: int) -> tuple[list[tuple[int
     """
     if budget < _PART.size + MIN_PART:
         raise ValueError(f"a mesh datagram budget of {budget} bytes cannot carry a part")
+    if len(frames) == 1 and len(frames[0]) + _LEN.size <= budget:
+        return [(KIND_FRAME, frames[0])], next_id  # a drain of one frame: what the loop gives
     out: list[tuple[int, bytes]] = []
     group: list[bytes] = []  # entries, each with its length word
     lone: bytes | None = None  # the group's frame when the group is that one whole frame
@@ -299,22 +301,33 @@ def split_batch(body: bytes) -> list[bytes | Part]:
 
 
 class _Hmac:
-    """HMAC-SHA256 tags under one secret: authenticated mode's half of the codec."""
+    """HMAC-SHA256 tags under one secret: authenticated mode's half of the codec.
 
-    __slots__ = ("_equal", "_new", "_secret", "_sha256")
+    RFC 2104 with both padded keys hashed once: a tag is two copies of a prepared SHA-256
+    state, two updates and two digests (OpenSSL's, through hashlib), about half the time of
+    `hmac.new(...).digest()`, which pads and hashes the key again for every datagram.
+    """
+
+    __slots__ = ("_equal", "_inner", "_outer")
 
     def __init__(self, secret: bytes) -> None:
         # Lazy: hashlib and hmac cost about 1 MB of RSS, and only a mesh with a secret needs them.
         import hashlib
         import hmac
 
-        self._secret = secret
-        self._new = hmac.new
-        self._sha256 = hashlib.sha256
+        block = hashlib.sha256().block_size
+        key = hashlib.sha256(secret).digest() if len(secret) > block else secret
+        key = key.ljust(block, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
         self._equal = hmac.compare_digest
 
     def tag(self, data: bytes) -> bytes:
-        return self._new(self._secret, data, self._sha256).digest()
+        inner = self._inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
     def verify(self, data: bytes, tag: bytes) -> bool:
         """Whether `tag` is the tag of `data` (compared in constant time)."""
