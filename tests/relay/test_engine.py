@@ -17,6 +17,8 @@ from crosscast.net.frames import (
 )
 from crosscast.relay.engine import (
     DECISION_CAPACITY,
+    DUPLICATE_CAPACITY,
+    EXPIRE_EVERY,
     PROBE_HOLD,
     TP_STATUS_CSUMNOTREADY,
     Drop,
@@ -518,6 +520,20 @@ def test_duplicate_window_never_holds_more_than_its_capacity_and_keeps_the_newes
     assert 998 in window
     assert 999 in window
     assert 0 not in window
+
+
+def test_the_duplicate_windows_stay_bounded_when_every_frame_is_its_own_drain() -> None:
+    # One instant, so no window is due to rotate: only the count of frames taken in makes the
+    # engine look at them.
+    r = router()
+    frames = [
+        bcast(port=10110, payload=i.to_bytes(4, "big")) for i in range(2 * DUPLICATE_CAPACITY)
+    ]
+    for frame in frames:
+        capture(r, "eth0", frame, NOW)
+    assert all(len(w) <= DUPLICATE_CAPACITY + EXPIRE_EVERY for w in r._recent.values())
+    assert capture(r, "eth0", frames[-1], NOW) == NOTHING  # the newest are still remembered
+    assert r.counters["dropped", "duplicate"] == 1
 
 
 def test_duplicate_window_remembers_for_one_window_and_forgets_after_two() -> None:

@@ -79,6 +79,7 @@ import contextlib
 import mmap
 import socket
 import struct
+import sys
 from dataclasses import dataclass
 
 from crosscast.net.packet import SOL_PACKET, TP_STATUS_CSUMNOTREADY
@@ -132,6 +133,9 @@ ETH_HLEN = 14  # linux/if_ether.h
 # One precompiled unpack reads everything a drain needs, sll_pkttype included.
 HEADER = struct.Struct("=IIIHHIIHH4x10xB")
 _STATUS = struct.Struct("=I")
+# The byte of tp_status (a native u32) that holds TP_STATUS_USER: a drain tests that one byte
+# of a slot before it unpacks the header of a ready one.
+_USER_BYTE = 0 if sys.byteorder == "little" else 3
 _TX_LENGTHS = struct.Struct("=II")  # tp_len, tp_snaplen (after the 4-byte tp_status)
 _TPACKET_REQ = struct.Struct("=IIII")  # struct tpacket_req: block size/nr, frame size/nr
 _TPACKET_STATS = struct.Struct("=II")  # struct tpacket_stats: tp_packets, tp_drops
@@ -333,7 +337,7 @@ class RxRing(_Ring):
         release = _STATUS.pack_into
         size = self.geometry.frame_size
         count = self.geometry.frame_nr
-        i = self._next
+        i = first = self._next
         stalled, self._stalled = self._stalled, -1  # what the previous drain stopped at
         out: list[RxFrame] = []
         append = out.append
@@ -341,14 +345,16 @@ class RxRing(_Ring):
         behind, stale, caught_up = self._behind, False, False
         for _ in range(limit or count):
             off = i * size
-            status, length, snaplen, mac, _net, sec, nsec, tci, _tpid, pkttype = unpack(m, off)
-            if not status & TP_STATUS_USER:
-                if not self._gone(i, stalled):
+            if not m[off + _USER_BYTE] & TP_STATUS_USER:
+                # Past a slot read this drain, the next one not ready is the end of what the
+                # kernel wrote; only a drain that finds nothing asks whether a slot is stuck.
+                if i != first or not self._gone(i, stalled):
                     caught_up = True
                     break
                 self.skipped += 1
-                i = i + 1 if i + 1 < count else 0
+                i = first = i + 1 if i + 1 < count else 0
                 continue
+            status, length, snaplen, mac, _net, sec, nsec, tci, _tpid, pkttype = unpack(m, off)
             if snaplen != length:
                 self.truncated += 1
             else:
@@ -379,7 +385,9 @@ class RxRing(_Ring):
         readable. So a slot found not ready by two drains in a row while its successor is ready
         is skipped (counted in `skipped`). Were it only slow, it is read one turn of the ring
         later: it then holds up the kernel's writing when the kernel wraps around to it, never
-        the reader.
+        the reader. Only a drain that has read nothing yet asks (the slot after the last one
+        read is normally just not written yet), so a slot stuck behind frames that one drain
+        read is skipped by the second drain after it.
         """
         nxt = i + 1 if i + 1 < self.geometry.frame_nr else 0
         if not _STATUS.unpack_from(self._map, nxt * self.geometry.frame_size)[0] & TP_STATUS_USER:
