@@ -301,7 +301,9 @@ def rewrite_incremental(
             dst = int.from_bytes(b[30:34], "big")
             u = 0xFFFF - _udp_checksum_sum(src, dst, b[udp_off:]) % 0xFFFF
         elif delta:
-            u = ~_fold((~u & 0xFFFF) + delta) & 0xFFFF or 0xFFFF
+            u = (~u & 0xFFFF) + delta
+            u = (u & 0xFFFF) + (u >> 16)
+            u = ~((u & 0xFFFF) + (u >> 16)) & 0xFFFF or 0xFFFF
         b[c] = u >> 8
         b[c + 1] = u & 0xFF
     return b

@@ -468,7 +468,7 @@ class Relay:
         whether it came from one of our own addresses (a relay talking to itself)."""
         if now >= self._expire_at or self._unexpired >= EXPIRE_EVERY:
             self._expire(now)
-        seen = self._seen
+        seen, seen_before = self._seen.current, self._seen.previous
         frames: list[tuple[bytes, bool, bool]] = []  # (frame, from self, complete checksum)
         received = 0
         for data, from_self in datagrams:
@@ -484,7 +484,7 @@ class Relay:
                         self._drop(Drop.HOP_LIMIT, MESH)
                         continue
                     key = origin << 64 | seq  # one int, not a tuple of two: 48 bytes, not 124
-                    if key in seen:
+                    if key in seen or key in seen_before:
                         self._drop(Drop.DUPLICATE, MESH)
                         continue
                     seen.add(key)
@@ -755,9 +755,7 @@ class Relay:
                     emits.append(
                         (
                             out,
-                            rewrite_incremental(
-                                frame, u, p.macs, p.new_dst, p.delta, complete=complete
-                            ),
+                            rewrite_incremental(frame, u, p.macs, p.new_dst, p.delta, complete),
                         )
                     )
                     p.hits += 1
