@@ -202,10 +202,17 @@ class MeshSocket:
 
     def send(self, datagrams: Sequence[bytes], peers: Iterable[str]) -> None:
         """Each of `datagrams`, in order, to each peer: a run of them in one segmented send."""
-        if len(datagrams) == 1:  # a drain of one frame: nothing to cut into runs or join
-            runs: Sequence[tuple[Sequence[bytes], bytes]] = ((datagrams, datagrams[0]),)
-        else:
-            runs = [(run, b"".join(run)) for run in gso_runs(datagrams, self.gso_max)]
+        if len(datagrams) == 1:  # a drain of one frame: a sendto per peer, nothing to join
+            datagram = datagrams[0]
+            for peer in peers:
+                try:
+                    self.sock.sendto(datagram, (peer, self.port))
+                except OSError:
+                    self.counters["mesh_send_errors", peer] += 1
+                else:
+                    self.counters["mesh_sent", peer] += 1
+            return
+        runs = [(run, b"".join(run)) for run in gso_runs(datagrams, self.gso_max)]
         for peer in peers:
             address = (peer, self.port)
             sent = 0
